@@ -1,0 +1,10 @@
+//! pod-hardener: a Kubernetes admission webhook that hardens Pods to the Pod Security Standards
+//! and validates them exactly as Pod Security Admission does.
+//!
+//! The pure core ([`pss`], [`harden`], [`workload`], the decisions in [`admission`]) does no I/O;
+//! the shell ([`server`], [`namespaces`], [`cli`]) does I/O and calls the core.
+#![forbid(unsafe_code)]
+
+pub mod pss;
+pub mod manifest;
+pub mod workload;
