@@ -62,28 +62,52 @@ pub fn read_documents(input: &[u8]) -> Result<Vec<Document>, ReadError> {
     }
     let mut out = Vec::new();
     for (index, de) in serde_yaml_ng::Deserializer::from_slice(input).enumerate() {
-        let value = Value::deserialize(de)
-            .map_err(|e| ReadError::Syntax { index, message: e.to_string() })?;
+        let value = Value::deserialize(de).map_err(|e| ReadError::Syntax {
+            index,
+            message: e.to_string(),
+        })?;
         match value {
             Value::Null => continue,
             Value::Object(_) if is_list(&value) => {
-                let items = value.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                let items = value
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for (i, object) in items.into_iter().enumerate() {
                     if !object.is_object() {
-                        return Err(ReadError::NotAnObject { index, found: type_name(&object) });
+                        return Err(ReadError::NotAnObject {
+                            index,
+                            found: type_name(&object),
+                        });
                     }
-                    out.push(Document { index, list_item: Some(i), object });
+                    out.push(Document {
+                        index,
+                        list_item: Some(i),
+                        object,
+                    });
                 }
             }
-            Value::Object(_) => out.push(Document { index, list_item: None, object: value }),
-            other => return Err(ReadError::NotAnObject { index, found: type_name(&other) }),
+            Value::Object(_) => out.push(Document {
+                index,
+                list_item: None,
+                object: value,
+            }),
+            other => {
+                return Err(ReadError::NotAnObject {
+                    index,
+                    found: type_name(&other),
+                });
+            }
         }
     }
     Ok(out)
 }
 
 fn is_list(v: &Value) -> bool {
-    v.get("kind").and_then(Value::as_str).is_some_and(|k| k == "List" || k.ends_with("List"))
+    v.get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k == "List" || k.ends_with("List"))
         && v.get("items").is_some_and(Value::is_array)
 }
 
@@ -108,7 +132,10 @@ items:
 - {apiVersion: v1, kind: Pod, metadata: {name: d}}
 "#;
         let docs = read_documents(input).unwrap();
-        let names: Vec<_> = docs.iter().map(|d| d.object["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| d.object["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b", "c", "d"]);
         assert_eq!(docs[3].index, 3);
         assert_eq!(docs[3].list_item, Some(1));
@@ -119,6 +146,9 @@ items:
         let err = read_documents(b"kind: Pod\n---\nkind: [unclosed\n").unwrap_err();
         assert!(err.to_string().starts_with("document 1: "), "{err}");
         let err = read_documents(b"kind: Pod\n---\n- a\n- b\n").unwrap_err();
-        assert_eq!(err.to_string(), "document 1: expected a Kubernetes object (a mapping), found a sequence");
+        assert_eq!(
+            err.to_string(),
+            "document 1: expected a Kubernetes object (a mapping), found a sequence"
+        );
     }
 }

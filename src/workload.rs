@@ -159,9 +159,12 @@ fn lookup<'v>(root: &'v Value, tokens: &[&str]) -> Option<&'v Value> {
 /// Reads the typed pod metadata and spec of `object`, a `kind` object in JSON form.
 pub fn extract(kind: WorkloadKind, object: &Value) -> Result<PodParts, ExtractError> {
     let spec_tokens = kind.pod_spec_tokens();
-    let spec_value = lookup(object, &spec_tokens).filter(|v| !v.is_null()).ok_or_else(|| {
-        ExtractError::MissingSpec { kind, pointer: pointer_string(&spec_tokens) }
-    })?;
+    let spec_value = lookup(object, &spec_tokens)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ExtractError::MissingSpec {
+            kind,
+            pointer: pointer_string(&spec_tokens),
+        })?;
     let spec = PodSpec::deserialize(spec_value).map_err(|source| ExtractError::Invalid {
         kind,
         part: "spec",
@@ -197,7 +200,11 @@ mod tests {
             ("apps/v1", "StatefulSet", "/spec/template/spec"),
             ("apps/v1", "DaemonSet", "/spec/template/spec"),
             ("batch/v1", "Job", "/spec/template/spec"),
-            ("batch/v1", "CronJob", "/spec/jobTemplate/spec/template/spec"),
+            (
+                "batch/v1",
+                "CronJob",
+                "/spec/jobTemplate/spec/template/spec",
+            ),
         ] {
             let doc = json!({"apiVersion": api_version, "kind": kind});
             let kind = WorkloadKind::of_document(&doc).expect("known kind");
@@ -207,10 +214,16 @@ mod tests {
 
     #[test]
     fn ignores_kinds_without_a_pod_spec() {
-        for (api_version, kind) in
-            [("v1", "Service"), ("v1", "ConfigMap"), ("extensions/v1beta1", "Deployment"), ("v1", "Deployment")]
-        {
-            assert_eq!(WorkloadKind::of_document(&json!({"apiVersion": api_version, "kind": kind})), None);
+        for (api_version, kind) in [
+            ("v1", "Service"),
+            ("v1", "ConfigMap"),
+            ("extensions/v1beta1", "Deployment"),
+            ("v1", "Deployment"),
+        ] {
+            assert_eq!(
+                WorkloadKind::of_document(&json!({"apiVersion": api_version, "kind": kind})),
+                None
+            );
         }
     }
 
@@ -230,8 +243,15 @@ mod tests {
     #[test]
     fn reports_a_missing_or_malformed_spec() {
         let err = extract(WorkloadKind::Deployment, &json!({"spec": {}})).unwrap_err();
-        assert_eq!(err.to_string(), "Deployment has no pod spec at /spec/template/spec");
+        assert_eq!(
+            err.to_string(),
+            "Deployment has no pod spec at /spec/template/spec"
+        );
         let err = extract(WorkloadKind::Pod, &json!({"spec": {"containers": "x"}})).unwrap_err();
-        assert!(err.to_string().starts_with("Pod has an invalid pod spec at /spec: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("Pod has an invalid pod spec at /spec: "),
+            "{err}"
+        );
     }
 }

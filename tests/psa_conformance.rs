@@ -66,7 +66,9 @@ fn every_psa_fixture_gets_psas_verdict() {
     let mut counts: BTreeMap<(String, &str), usize> = BTreeMap::new();
     for level in [Level::Baseline, Level::Restricted] {
         for minor in 0..=pss::NEWEST_MINOR {
-            let dir = Path::new(FIXTURES).join(level.as_str()).join(format!("v1.{minor}"));
+            let dir = Path::new(FIXTURES)
+                .join(level.as_str())
+                .join(format!("v1.{minor}"));
             let policy = LevelVersion::new(level, Version::V1(minor));
             for outcome in ["pass", "fail"] {
                 for path in yaml_files(&dir.join(outcome)) {
@@ -92,7 +94,12 @@ fn every_psa_fixture_gets_psas_verdict() {
         }
     }
     println!("PSA conformance: {agree} of {EXPECTED_TOTAL} fixtures agree; counts {counts:?}");
-    assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
     assert_eq!(agree, EXPECTED_TOTAL, "the fixture set is incomplete");
 }
 
@@ -101,16 +108,30 @@ fn every_psa_fixture_gets_psas_verdict() {
 #[test]
 fn latest_is_the_newest_version() {
     for level in [Level::Baseline, Level::Restricted] {
-        let dir = Path::new(FIXTURES).join(level.as_str()).join(format!("v1.{}", pss::NEWEST_MINOR));
+        let dir = Path::new(FIXTURES)
+            .join(level.as_str())
+            .join(format!("v1.{}", pss::NEWEST_MINOR));
         for outcome in ["pass", "fail"] {
             for path in yaml_files(&dir.join(outcome)) {
                 let pod = load_pod(&path);
                 let spec = pod.spec.as_ref().unwrap();
-                let at_latest = pss::evaluate(&pod.metadata, spec, LevelVersion::new(level, Version::Latest));
-                let at_newest =
-                    pss::evaluate(&pod.metadata, spec, LevelVersion::new(level, Version::V1(pss::NEWEST_MINOR)));
+                let at_latest = pss::evaluate(
+                    &pod.metadata,
+                    spec,
+                    LevelVersion::new(level, Version::Latest),
+                );
+                let at_newest = pss::evaluate(
+                    &pod.metadata,
+                    spec,
+                    LevelVersion::new(level, Version::V1(pss::NEWEST_MINOR)),
+                );
                 assert_eq!(at_latest, at_newest, "{}", path.display());
-                assert_eq!(at_latest.is_empty(), outcome == "pass", "{}", path.display());
+                assert_eq!(
+                    at_latest.is_empty(),
+                    outcome == "pass",
+                    "{}",
+                    path.display()
+                );
             }
         }
     }

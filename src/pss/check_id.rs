@@ -101,7 +101,11 @@ impl CheckId {
 
     /// The level the check belongs to.
     pub fn level(self) -> Level {
-        if self >= CheckId::AllowPrivilegeEscalation { Level::Restricted } else { Level::Baseline }
+        if self >= CheckId::AllowPrivilegeEscalation {
+            Level::Restricted
+        } else {
+            Level::Baseline
+        }
     }
 
     /// The first policy minor version at which the check exists.
@@ -140,9 +144,9 @@ impl CheckId {
                 (Level::Restricted, Level::Restricted) => exists,
                 (Level::Restricted, _) => {
                     exists
-                        && !CheckId::ALL.iter().any(|r| {
-                            r.overrides() == Some(*check) && r.min_minor() <= minor
-                        })
+                        && !CheckId::ALL
+                            .iter()
+                            .any(|r| r.overrides() == Some(*check) && r.min_minor() <= minor)
                 }
             }
         })
@@ -190,13 +194,16 @@ mod tests {
     use super::*;
 
     fn ids(level: Level, minor: u32) -> Vec<&'static str> {
-        CheckId::applicable(level, minor).map(CheckId::as_str).collect()
+        CheckId::applicable(level, minor)
+            .map(CheckId::as_str)
+            .collect()
     }
 
     #[test]
     fn declaration_order_is_byte_order_within_each_level() {
-        let (baseline, restricted): (Vec<CheckId>, Vec<CheckId>) =
-            CheckId::ALL.into_iter().partition(|c| c.level() == Level::Baseline);
+        let (baseline, restricted): (Vec<CheckId>, Vec<CheckId>) = CheckId::ALL
+            .into_iter()
+            .partition(|c| c.level() == Level::Baseline);
         for group in [baseline, restricted] {
             let names: Vec<_> = group.iter().map(|c| c.as_str()).collect();
             let mut sorted = names.clone();

@@ -38,6 +38,9 @@ pub fn apply_api_server_defaults(spec: &mut PodSpec, owner: SpecOwner) {
 }
 
 fn has_no_source(v: &k8s_openapi::api::core::v1::Volume) -> bool {
-    let blank = k8s_openapi::api::core::v1::Volume { name: v.name.clone(), ..Default::default() };
+    let blank = k8s_openapi::api::core::v1::Volume {
+        name: v.name.clone(),
+        ..Default::default()
+    };
     *v == blank
 }

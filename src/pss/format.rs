@@ -26,7 +26,11 @@ pub(crate) fn pluralize(singular: &'static str, plural: &'static str, n: usize) 
 
 /// `container "a"` or `containers "a", "b"`: the subject PSA puts in front of most details.
 pub(crate) fn containers_subject<S: AsRef<str>>(names: &[S]) -> String {
-    format!("{} {}", pluralize("container", "containers", names.len()), join_quote(names))
+    format!(
+        "{} {}",
+        pluralize("container", "containers", names.len()),
+        join_quote(names)
+    )
 }
 
 /// Sorts and de-duplicates, like Go's `sets.String.List()` (byte order).

@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn a_bad_version_names_the_value() {
         let err = "v1.x".parse::<Version>().unwrap_err();
-        assert_eq!(err.to_string(), r#"invalid version "v1.x": must be "latest" or "v1.x""#);
+        assert_eq!(
+            err.to_string(),
+            r#"invalid version "v1.x": must be "latest" or "v1.x""#
+        );
         let err = "strict".parse::<Level>().unwrap_err();
         assert!(err.to_string().contains("\"strict\""));
     }
@@ -186,13 +189,21 @@ mod tests {
         assert_eq!(Version::Latest.effective_minor(), NEWEST_MINOR);
         assert_eq!(Version::V1(99).effective_minor(), NEWEST_MINOR);
         assert_eq!(Version::V1(25).effective_minor(), 25);
-        assert_eq!("v1.99999999999".parse::<Version>().map(Version::effective_minor), Ok(37));
+        assert_eq!(
+            "v1.99999999999"
+                .parse::<Version>()
+                .map(Version::effective_minor),
+            Ok(37)
+        );
     }
 
     #[test]
     fn displays_the_label_text() {
         let lv = LevelVersion::new(Level::Restricted, Version::V1(99));
         assert_eq!(lv.to_string(), "restricted:v1.99");
-        assert_eq!(LevelVersion::restricted_latest().to_string(), "restricted:latest");
+        assert_eq!(
+            LevelVersion::restricted_latest().to_string(),
+            "restricted:latest"
+        );
     }
 }

@@ -67,10 +67,18 @@ impl PodUnderTest<'_> {
 /// Returns the violations in PSA's order; an empty vector means allowed. `privileged` runs no
 /// checks.
 pub fn evaluate(meta: &ObjectMeta, spec: &PodSpec, policy: LevelVersion) -> Vec<Violation> {
-    let pod = PodUnderTest { meta, spec, minor: policy.version.effective_minor() };
+    let pod = PodUnderTest {
+        meta,
+        spec,
+        minor: policy.version.effective_minor(),
+    };
     CheckId::applicable(policy.level, pod.minor)
         .filter_map(|check| {
-            check.run(&pod).map(|Failure { reason, detail }| Violation { check, reason, detail })
+            check.run(&pod).map(|Failure { reason, detail }| Violation {
+                check,
+                reason,
+                detail,
+            })
         })
         .collect()
 }

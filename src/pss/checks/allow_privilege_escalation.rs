@@ -10,7 +10,9 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
         return None;
     }
     let bad = names_where(pod.spec, |c| {
-        c.security_context.and_then(|sc| sc.allow_privilege_escalation) != Some(false)
+        c.security_context
+            .and_then(|sc| sc.allow_privilege_escalation)
+            != Some(false)
     });
     if bad.is_empty() {
         return None;

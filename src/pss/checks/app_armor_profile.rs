@@ -20,13 +20,20 @@ fn allowed_annotation_value(value: &str) -> bool {
 
 pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let mut bad_values = Vec::new();
-    let pod_profile = pod.spec.security_context.as_ref().and_then(|sc| sc.app_armor_profile.as_ref());
+    let pod_profile = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.app_armor_profile.as_ref());
     let pod_is_bad = pod_profile.is_some_and(|p| !allowed_type(p));
     if let Some(p) = pod_profile.filter(|_| pod_is_bad) {
         bad_values.push(p.type_.clone());
     }
     let bad_containers = names_where(pod.spec, |c| {
-        match c.security_context.and_then(|sc| sc.app_armor_profile.as_ref()) {
+        match c
+            .security_context
+            .and_then(|sc| sc.app_armor_profile.as_ref())
+        {
             Some(p) if !allowed_type(p) => {
                 bad_values.push(p.type_.clone());
                 true
@@ -47,16 +54,18 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let mut values = sorted_set(bad_values);
     let mut who = setters(pod_is_bad, &bad_containers);
     if !forbidden_annotations.is_empty() {
-        who.push(
-            pluralize("annotation", "annotations", forbidden_annotations.len()).to_owned(),
-        );
+        who.push(pluralize("annotation", "annotations", forbidden_annotations.len()).to_owned());
         values.extend(forbidden_annotations);
     }
     if values.is_empty() {
         return None;
     }
     Some(Failure {
-        reason: pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", values.len()),
+        reason: pluralize(
+            "forbidden AppArmor profile",
+            "forbidden AppArmor profiles",
+            values.len(),
+        ),
         detail: format!(
             "{} must not set AppArmor profile type to {}",
             who.join(" and "),

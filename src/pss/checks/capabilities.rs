@@ -58,7 +58,10 @@ pub(crate) fn check_baseline(pod: &PodUnderTest<'_>) -> Option<Failure> {
     if bad_containers.is_empty() {
         return None;
     }
-    Some(Failure { reason: REASON_BASELINE, detail: must_not_include(&bad_containers, bad_caps) })
+    Some(Failure {
+        reason: REASON_BASELINE,
+        detail: must_not_include(&bad_containers, bad_caps),
+    })
 }
 
 pub(crate) fn check_restricted(pod: &PodUnderTest<'_>) -> Option<Failure> {
@@ -100,5 +103,8 @@ pub(crate) fn check_restricted(pod: &PodUnderTest<'_>) -> Option<Failure> {
     if parts.is_empty() {
         return None;
     }
-    Some(Failure { reason: REASON_RESTRICTED, detail: parts.join("; ") })
+    Some(Failure {
+        reason: REASON_RESTRICTED,
+        detail: parts.join("; "),
+    })
 }

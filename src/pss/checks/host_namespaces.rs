@@ -16,5 +16,8 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     if used.is_empty() {
         return None;
     }
-    Some(Failure { reason: "host namespaces", detail: used.join(", ") })
+    Some(Failure {
+        reason: "host namespaces",
+        detail: used.join(", "),
+    })
 }

@@ -17,6 +17,10 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     }
     Some(Failure {
         reason: "hostPath volumes",
-        detail: format!("{} {}", pluralize("volume", "volumes", names.len()), join_quote(&names)),
+        detail: format!(
+            "{} {}",
+            pluralize("volume", "volumes", names.len()),
+            join_quote(&names)
+        ),
     })
 }

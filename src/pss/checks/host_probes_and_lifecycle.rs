@@ -24,9 +24,13 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
             .into_iter()
             .flatten()
             .flat_map(|p| hosts(p.http_get.as_ref(), p.tcp_socket.as_ref()));
-        let handlers = c.lifecycle.into_iter().flat_map(|l| [l.post_start.as_ref(), l.pre_stop.as_ref()]);
-        let lifecycle_hosts =
-            handlers.flatten().flat_map(|h| hosts(h.http_get.as_ref(), h.tcp_socket.as_ref()));
+        let handlers = c
+            .lifecycle
+            .into_iter()
+            .flat_map(|l| [l.post_start.as_ref(), l.pre_stop.as_ref()]);
+        let lifecycle_hosts = handlers
+            .flatten()
+            .flat_map(|h| hosts(h.http_get.as_ref(), h.tcp_socket.as_ref()));
         let before = bad_hosts.len();
         bad_hosts.extend(probe_hosts.chain(lifecycle_hosts).map(str::to_owned));
         if bad_hosts.len() > before {
@@ -46,7 +50,11 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
             pluralize("container", "containers", containers.len()),
             join_quote(&containers),
             pluralize("uses", "use", containers.len()),
-            pluralize("probe or lifecycle host", "probe or lifecycle hosts", hosts.len()),
+            pluralize(
+                "probe or lifecycle host",
+                "probe or lifecycle hosts",
+                hosts.len()
+            ),
             join_quote(&hosts)
         ),
     })

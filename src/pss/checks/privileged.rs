@@ -5,12 +5,17 @@ use crate::pss::format::containers_subject;
 use crate::pss::{Failure, PodUnderTest};
 
 pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
-    let bad = names_where(pod.spec, |c| c.security_context.and_then(|sc| sc.privileged) == Some(true));
+    let bad = names_where(pod.spec, |c| {
+        c.security_context.and_then(|sc| sc.privileged) == Some(true)
+    });
     if bad.is_empty() {
         return None;
     }
     Some(Failure {
         reason: "privileged",
-        detail: format!("{} must not set securityContext.privileged=true", containers_subject(&bad)),
+        detail: format!(
+            "{} must not set securityContext.privileged=true",
+            containers_subject(&bad)
+        ),
     })
 }

@@ -43,7 +43,10 @@ fn forbidden_type(v: &Volume) -> &'static str {
         (v.scale_io.is_some(), "scaleIO"),
         (v.storageos.is_some(), "storageos"),
     ];
-    sources.into_iter().find(|(set, _)| *set).map_or("unknown", |(_, name)| name)
+    sources
+        .into_iter()
+        .find(|(set, _)| *set)
+        .map_or("unknown", |(_, name)| name)
 }
 
 pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
@@ -66,7 +69,11 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
             pluralize("volume", "volumes", bad_names.len()),
             join_quote(&bad_names),
             pluralize("uses", "use", bad_names.len()),
-            pluralize("restricted volume type", "restricted volume types", types.len()),
+            pluralize(
+                "restricted volume type",
+                "restricted volume types",
+                types.len()
+            ),
             join_quote(&types)
         ),
     })

@@ -12,7 +12,11 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     if pod.minor >= 35 && pod.uses_user_namespace() {
         return None;
     }
-    let pod_value = pod.spec.security_context.as_ref().and_then(|sc| sc.run_as_non_root);
+    let pod_value = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.run_as_non_root);
     let mut explicitly_bad = Vec::new();
     let mut implicitly_bad = Vec::new();
     for c in visit(pod.spec) {

@@ -18,8 +18,10 @@ impl Findings {
     /// Records what is wrong with `opts`; returns whether anything is.
     fn inspect(&mut self, opts: &SELinuxOptions, minor: u32) -> bool {
         let type_ = opts.type_.as_deref().unwrap_or("");
-        let type_ok = matches!(type_, "" | "container_t" | "container_init_t" | "container_kvm_t")
-            || (minor >= 31 && type_ == "container_engine_t");
+        let type_ok = matches!(
+            type_,
+            "" | "container_t" | "container_init_t" | "container_kvm_t"
+        ) || (minor >= 31 && type_ == "container_engine_t");
         if !type_ok {
             self.bad_types.push(type_.to_owned());
         }
@@ -33,7 +35,11 @@ impl Findings {
 
 pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let mut findings = Findings::default();
-    let pod_opts = pod.spec.security_context.as_ref().and_then(|sc| sc.se_linux_options.as_ref());
+    let pod_opts = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.se_linux_options.as_ref());
     let pod_is_bad = pod_opts.is_some_and(|opts| findings.inspect(opts, pod.minor));
     let bad = names_where(pod.spec, |c| {
         c.security_context
@@ -47,7 +53,11 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let mut parts = Vec::with_capacity(3);
     let types = sorted_set(findings.bad_types);
     if !types.is_empty() {
-        parts.push(format!("{} {}", pluralize("type", "types", types.len()), join_quote(&types)));
+        parts.push(format!(
+            "{} {}",
+            pluralize("type", "types", types.len()),
+            join_quote(&types)
+        ));
     }
     if findings.user_set {
         parts.push("user may not be set".to_owned());

@@ -11,7 +11,8 @@ use k8s_openapi::api::core::v1::SeccompProfile;
 /// The pre-1.19 pod-level annotation.
 pub(crate) const POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
 /// The pre-1.19 per-container annotation prefix.
-pub(crate) const CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+pub(crate) const CONTAINER_ANNOTATION_PREFIX: &str =
+    "container.seccomp.security.alpha.kubernetes.io/";
 
 const REASON: &str = "seccompProfile";
 
@@ -35,18 +36,28 @@ fn must_not_set(who: &[String], values: Vec<String>) -> Failure {
 }
 
 pub(crate) fn check_baseline(pod: &PodUnderTest<'_>) -> Option<Failure> {
-    if pod.minor < 19 { check_baseline_annotations(pod) } else { check_baseline_fields(pod) }
+    if pod.minor < 19 {
+        check_baseline_annotations(pod)
+    } else {
+        check_baseline_fields(pod)
+    }
 }
 
 fn check_baseline_annotations(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let annotations = pod.meta.annotations.as_ref()?;
     let mut forbidden = Vec::new();
-    if let Some(v) = annotations.get(POD_ANNOTATION).filter(|v| !allowed_annotation_value(v)) {
+    if let Some(v) = annotations
+        .get(POD_ANNOTATION)
+        .filter(|v| !allowed_annotation_value(v))
+    {
         forbidden.push(format!("{POD_ANNOTATION}={}", go_quote(v)));
     }
     for c in visit(pod.spec) {
         let key = format!("{CONTAINER_ANNOTATION_PREFIX}{}", c.name);
-        if let Some(v) = annotations.get(&key).filter(|v| !allowed_annotation_value(v)) {
+        if let Some(v) = annotations
+            .get(&key)
+            .filter(|v| !allowed_annotation_value(v))
+        {
             forbidden.push(format!("{key}={}", go_quote(v)));
         }
     }
@@ -66,14 +77,21 @@ fn check_baseline_annotations(pod: &PodUnderTest<'_>) -> Option<Failure> {
 
 fn check_baseline_fields(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let mut bad_values = Vec::new();
-    let pod_profile = pod.spec.security_context.as_ref().and_then(|sc| sc.seccomp_profile.as_ref());
+    let pod_profile = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.seccomp_profile.as_ref());
     let pod_is_bad = pod_profile.is_some_and(|p| !allowed_type(p));
     if let Some(p) = pod_profile.filter(|_| pod_is_bad) {
         bad_values.push(p.type_.clone());
     }
     let mut bad_containers = Vec::new();
     for c in visit(pod.spec) {
-        if let Some(p) = c.security_context.and_then(|sc| sc.seccomp_profile.as_ref()) {
+        if let Some(p) = c
+            .security_context
+            .and_then(|sc| sc.seccomp_profile.as_ref())
+        {
             if !allowed_type(p) {
                 bad_containers.push(c.name);
                 bad_values.push(p.type_.clone());
@@ -92,7 +110,11 @@ pub(crate) fn check_restricted(pod: &PodUnderTest<'_>) -> Option<Failure> {
         return None;
     }
     let mut bad_values = Vec::new();
-    let pod_profile = pod.spec.security_context.as_ref().and_then(|sc| sc.seccomp_profile.as_ref());
+    let pod_profile = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.seccomp_profile.as_ref());
     let pod_is_bad = pod_profile.is_some_and(|p| !allowed_type(p));
     let pod_is_valid = pod_profile.is_some_and(allowed_type);
     if let Some(p) = pod_profile.filter(|_| pod_is_bad) {
@@ -101,7 +123,10 @@ pub(crate) fn check_restricted(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let mut explicitly_bad = Vec::new();
     let mut implicitly_bad = Vec::new();
     for c in visit(pod.spec) {
-        match c.security_context.and_then(|sc| sc.seccomp_profile.as_ref()) {
+        match c
+            .security_context
+            .and_then(|sc| sc.seccomp_profile.as_ref())
+        {
             Some(p) if !allowed_type(p) => {
                 explicitly_bad.push(c.name);
                 bad_values.push(p.type_.clone());

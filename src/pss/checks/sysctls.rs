@@ -23,11 +23,17 @@ pub(crate) const ALLOWED: [(&str, u32); 14] = [
 
 /// Whether `name` is allowed at policy minor `minor`.
 pub(crate) fn is_allowed(name: &str, minor: u32) -> bool {
-    ALLOWED.iter().any(|(allowed, since)| *allowed == name && *since <= minor)
+    ALLOWED
+        .iter()
+        .any(|(allowed, since)| *allowed == name && *since <= minor)
 }
 
 pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
-    let sysctls = pod.spec.security_context.as_ref().and_then(|sc| sc.sysctls.as_ref())?;
+    let sysctls = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.sysctls.as_ref())?;
     // Spec order, unquoted and not de-duplicated, as PSA prints them.
     let forbidden: Vec<&str> = sysctls
         .iter()
@@ -37,5 +43,8 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
     if forbidden.is_empty() {
         return None;
     }
-    Some(Failure { reason: "forbidden sysctls", detail: forbidden.join(", ") })
+    Some(Failure {
+        reason: "forbidden sysctls",
+        detail: forbidden.join(", "),
+    })
 }

@@ -14,7 +14,9 @@ pub(crate) fn check(pod: &PodUnderTest<'_>) -> Option<Failure> {
         .and_then(|w| w.host_process)
         == Some(true);
     let bad = names_where(pod.spec, |c| {
-        c.security_context.and_then(|sc| sc.windows_options.as_ref()).and_then(|w| w.host_process)
+        c.security_context
+            .and_then(|sc| sc.windows_options.as_ref())
+            .and_then(|w| w.host_process)
             == Some(true)
     });
     let who = setters(pod_is_bad, &bad);

@@ -1,0 +1,738 @@
+//! The planner: PodSpec + profile → [`Plan`]. One function per control, each following the
+//! hardening contract in DESIGN.md: fill unset fields only (override mode also rewrites explicit
+//! insecure values), follow the level, never set Linux-only fields on Windows pods, never produce
+//! an object the API server rejects or the kubelet cannot start, and record every skip.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{PodSpec, SecurityContext};
+use serde_json::{Value, json};
+
+use super::control::Control;
+use super::opt_out::OptOuts;
+use super::plan::{Change, Edit, Plan, Skip, SkipReason, Target};
+use super::profile::{Mode, Profile};
+use crate::pss::containers::{ContainerList, ContainerView, visit};
+use crate::workload::PodParts;
+
+/// The name of the `/tmp` volume the `tmpVolume` control adds (with a numeric suffix if a
+/// volume of another kind already has it).
+pub const TMP_VOLUME_NAME: &str = "pod-hardener-tmp";
+/// Where the `tmpVolume` control mounts it.
+pub const TMP_MOUNT_PATH: &str = "/tmp";
+
+/// The capability the restricted level lets containers add.
+const NET_BIND_SERVICE: &str = "NET_BIND_SERVICE";
+/// The pre-1.19 seccomp annotations, which the API server requires to agree with the fields.
+const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
+const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+
+/// Which part of the pod a request may change.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// A new pod or template: everything.
+    Create,
+    /// An update of the `pods/ephemeralcontainers` subresource: only the ephemeral containers
+    /// whose names are not in the set (those of the old pod).
+    NewEphemeralContainers(&'a BTreeSet<String>),
+}
+
+/// Plans the hardening of one pod (or pod template).
+pub fn plan(parts: &PodParts, profile: &Profile, opt_outs: &OptOuts, scope: Scope<'_>) -> Plan {
+    let mut planner = Planner {
+        parts,
+        profile,
+        opt_outs,
+        windows: parts
+            .spec
+            .os
+            .as_ref()
+            .is_some_and(|os| os.name == "windows"),
+        plan: Plan {
+            annotation_errors: opt_outs.errors.clone(),
+            ..Plan::default()
+        },
+    };
+    if profile.level == crate::pss::Level::Privileged {
+        return planner.plan;
+    }
+    planner.record_level_and_windows_skips(scope);
+    if matches!(scope, Scope::Create) {
+        planner.run_as_user();
+        planner.run_as_group_and_fs_group();
+        planner.run_as_non_root();
+        planner.seccomp_profile();
+    }
+    let containers: Vec<ContainerView<'_>> = visit(&parts.spec)
+        .filter(|c| match scope {
+            Scope::Create => true,
+            Scope::NewEphemeralContainers(existing) => {
+                c.list == ContainerList::Ephemeral && !existing.contains(c.name)
+            }
+        })
+        .collect();
+    let mut read_only_roots = Vec::new();
+    for c in &containers {
+        planner.capabilities(c);
+        planner.allow_privilege_escalation(c);
+        planner.proc_mount(c);
+        if planner.read_only_root_filesystem(c) {
+            read_only_roots.push(*c);
+        }
+    }
+    planner.tmp_volume(&read_only_roots, scope);
+    planner.plan
+}
+
+struct Planner<'a> {
+    parts: &'a PodParts,
+    profile: &'a Profile,
+    opt_outs: &'a OptOuts,
+    windows: bool,
+    plan: Plan,
+}
+
+fn container_target(c: &ContainerView<'_>) -> Target {
+    Target::Container {
+        list: c.list,
+        name: c.name.to_owned(),
+    }
+}
+
+fn container_path(c: &ContainerView<'_>, tail: &[&str]) -> Vec<String> {
+    let mut path = vec![c.list.field_name().to_owned(), c.index.to_string()];
+    path.extend(tail.iter().map(|t| (*t).to_owned()));
+    path
+}
+
+fn pod_path(tail: &[&str]) -> Vec<String> {
+    tail.iter().map(|t| (*t).to_owned()).collect()
+}
+
+fn is_valid_seccomp_type(t: &str) -> bool {
+    matches!(t, "RuntimeDefault" | "Localhost")
+}
+
+fn is_runtime_default_annotation(v: &str) -> bool {
+    v == "runtime/default" || v == "docker/default"
+}
+
+impl Planner<'_> {
+    fn spec(&self) -> &PodSpec {
+        &self.parts.spec
+    }
+
+    fn overriding(&self) -> bool {
+        self.profile.mode == Mode::Override
+    }
+
+    fn change(&mut self, control: Control, target: Target, path: Vec<String>, edit: Edit) {
+        self.plan.changes.push(Change {
+            control,
+            target,
+            path,
+            edit,
+            overrides: None,
+        });
+    }
+
+    fn override_change(
+        &mut self,
+        control: Control,
+        target: Target,
+        path: Vec<String>,
+        edit: Edit,
+        previous: Value,
+    ) {
+        self.plan.changes.push(Change {
+            control,
+            target,
+            path,
+            edit,
+            overrides: Some(previous),
+        });
+    }
+
+    fn skip(&mut self, control: Control, target: Target, reason: SkipReason) {
+        self.plan.skips.push(Skip {
+            control,
+            target,
+            reason,
+        });
+    }
+
+    /// Controls the level leaves out, and Linux-only controls on a Windows pod, are recorded once
+    /// for the pod.
+    fn record_level_and_windows_skips(&mut self, scope: Scope<'_>) {
+        for control in Control::ALL {
+            let relevant = match control {
+                Control::RunAsUser => self.profile.run_as_user.is_some(),
+                Control::RunAsGroup => self.profile.run_as_group.is_some(),
+                Control::FsGroup => self.profile.fs_group.is_some(),
+                Control::ProcMount => self.overriding(),
+                _ => true,
+            };
+            let in_scope = matches!(scope, Scope::Create) || !control.is_pod_level();
+            if !relevant || !in_scope {
+                continue;
+            }
+            if !self.profile.has(control) {
+                self.skip(control, Target::Pod, SkipReason::Level);
+            } else if self.windows && !control.applies_to_windows() {
+                self.skip(control, Target::Pod, SkipReason::Windows);
+            }
+        }
+    }
+
+    /// Whether a pod-level control should be planned; records an opt-out skip.
+    fn pod_control_enabled(&mut self, control: Control) -> bool {
+        if !self.profile.has(control) || (self.windows && !control.applies_to_windows()) {
+            return false;
+        }
+        if self.opt_outs.skips_pod(control) {
+            self.skip(control, Target::Pod, SkipReason::OptOut);
+            return false;
+        }
+        true
+    }
+
+    /// Whether a container-level control should be planned for `c`; records an opt-out skip.
+    fn container_control_enabled(&mut self, control: Control, c: &ContainerView<'_>) -> bool {
+        if !self.profile.has(control) || (self.windows && !control.applies_to_windows()) {
+            return false;
+        }
+        if self.opt_outs.skips_container(c.name, control) {
+            self.skip(control, container_target(c), SkipReason::OptOut);
+            return false;
+        }
+        true
+    }
+
+    // === pod-level controls ===
+
+    /// `runAsUser`: fills the configured UID; in override mode rewrites explicit `runAsUser: 0`
+    /// (to the configured UID, or removes it so the pod-level value or the image's user applies).
+    fn run_as_user(&mut self) {
+        if !self.pod_control_enabled(Control::RunAsUser) {
+            return;
+        }
+        let configured = self.profile.run_as_user;
+        let pod_value = self
+            .spec()
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.run_as_user);
+        let edit = || configured.map_or(Edit::Remove, |uid| Edit::Set(json!(uid)));
+        match pod_value {
+            Some(0) if self.overriding() => self.override_change(
+                Control::RunAsUser,
+                Target::Pod,
+                pod_path(&["securityContext", "runAsUser"]),
+                edit(),
+                json!(0),
+            ),
+            Some(0) => self.skip(
+                Control::RunAsUser,
+                Target::Pod,
+                SkipReason::ExplicitValue("runAsUser: 0".into()),
+            ),
+            Some(_) => {}
+            None => {
+                if let Some(uid) = configured {
+                    self.change(
+                        Control::RunAsUser,
+                        Target::Pod,
+                        pod_path(&["securityContext", "runAsUser"]),
+                        Edit::Set(json!(uid)),
+                    );
+                }
+            }
+        }
+        let roots: Vec<(Target, Vec<String>)> = visit(self.spec())
+            .filter(|c| c.security_context.and_then(|sc| sc.run_as_user) == Some(0))
+            .map(|c| {
+                (
+                    container_target(&c),
+                    container_path(&c, &["securityContext", "runAsUser"]),
+                )
+            })
+            .collect();
+        for (target, path) in roots {
+            if self.overriding() {
+                self.override_change(Control::RunAsUser, target, path, edit(), json!(0));
+            } else {
+                let reason = SkipReason::ExplicitValue("runAsUser: 0".into());
+                self.skip(Control::RunAsUser, target, reason);
+            }
+        }
+    }
+
+    /// `runAsGroup` and `fsGroup`: fill the configured numbers; never rewritten.
+    fn run_as_group_and_fs_group(&mut self) {
+        let sc = self.spec().security_context.as_ref();
+        let fields = [
+            (
+                Control::RunAsGroup,
+                "runAsGroup",
+                self.profile.run_as_group,
+                sc.and_then(|s| s.run_as_group),
+            ),
+            (
+                Control::FsGroup,
+                "fsGroup",
+                self.profile.fs_group,
+                sc.and_then(|s| s.fs_group),
+            ),
+        ];
+        for (control, field, configured, current) in fields {
+            let Some(value) = configured else { continue };
+            if current.is_none() && self.pod_control_enabled(control) {
+                self.change(
+                    control,
+                    Target::Pod,
+                    pod_path(&["securityContext", field]),
+                    Edit::Set(json!(value)),
+                );
+            }
+        }
+    }
+
+    /// The explicit `runAsUser: 0` that will remain after this plan, if any: pod-level, or on a
+    /// container that would inherit a pod-level `runAsNonRoot`.
+    fn remaining_root_user(&self) -> Option<String> {
+        let rewritten = |target: &Target| {
+            self.plan.changes.iter().any(|ch| {
+                ch.control == Control::RunAsUser && ch.target == *target && ch.overrides.is_some()
+            })
+        };
+        let pod_root = self
+            .spec()
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.run_as_user)
+            == Some(0);
+        if pod_root && !rewritten(&Target::Pod) {
+            return Some("pod sets runAsUser: 0".into());
+        }
+        visit(self.spec())
+            .find(|c| {
+                let sc = c.security_context;
+                sc.and_then(|s| s.run_as_user) == Some(0)
+                    && sc.and_then(|s| s.run_as_non_root).is_none()
+                    && !rewritten(&container_target(c))
+            })
+            .map(|c| format!("container {:?} sets runAsUser: 0", c.name))
+    }
+
+    /// `runAsNonRoot`: pod-level `true`; explicit `false` (pod or container) is rewritten only in
+    /// override mode. Skipped when an explicit `runAsUser: 0` would make the kubelet refuse to
+    /// start the pod.
+    fn run_as_non_root(&mut self) {
+        if !self.pod_control_enabled(Control::RunAsNonRoot) {
+            return;
+        }
+        let pod_value = self
+            .spec()
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.run_as_non_root);
+        let path = pod_path(&["securityContext", "runAsNonRoot"]);
+        match pod_value {
+            Some(true) => {}
+            Some(false) if self.overriding() => self.override_change(
+                Control::RunAsNonRoot,
+                Target::Pod,
+                path,
+                Edit::Set(json!(true)),
+                json!(false),
+            ),
+            Some(false) => self.skip(
+                Control::RunAsNonRoot,
+                Target::Pod,
+                SkipReason::ExplicitValue("runAsNonRoot: false".into()),
+            ),
+            None => match self.remaining_root_user() {
+                Some(conflict) => self.skip(
+                    Control::RunAsNonRoot,
+                    Target::Pod,
+                    SkipReason::Conflict(conflict),
+                ),
+                None => self.change(
+                    Control::RunAsNonRoot,
+                    Target::Pod,
+                    path,
+                    Edit::Set(json!(true)),
+                ),
+            },
+        }
+        let explicit_false: Vec<(Target, Vec<String>)> = visit(self.spec())
+            .filter(|c| c.security_context.and_then(|sc| sc.run_as_non_root) == Some(false))
+            .map(|c| {
+                (
+                    container_target(&c),
+                    container_path(&c, &["securityContext", "runAsNonRoot"]),
+                )
+            })
+            .collect();
+        for (target, path) in explicit_false {
+            if self.overriding() {
+                self.override_change(
+                    Control::RunAsNonRoot,
+                    target,
+                    path,
+                    Edit::Set(json!(true)),
+                    json!(false),
+                );
+            } else {
+                self.skip(
+                    Control::RunAsNonRoot,
+                    target,
+                    SkipReason::ExplicitValue("runAsNonRoot: false".into()),
+                );
+            }
+        }
+    }
+
+    /// `seccompProfile`: pod-level `RuntimeDefault`; explicit other types (pod or container) are
+    /// rewritten only in override mode. A disagreeing pre-1.19 annotation makes the API server
+    /// reject a changed field, so it is skipped then.
+    fn seccomp_profile(&mut self) {
+        if !self.pod_control_enabled(Control::SeccompProfile) {
+            return;
+        }
+        let runtime_default = json!({"type": "RuntimeDefault"});
+        let annotations = self.parts.metadata.annotations.as_ref();
+        let annotation = |key: &str| {
+            annotations
+                .and_then(|a| a.get(key))
+                .filter(|v| !is_runtime_default_annotation(v))
+        };
+        let pod_profile = self
+            .spec()
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.seccomp_profile.as_ref());
+        let path = pod_path(&["securityContext", "seccompProfile"]);
+        match pod_profile {
+            Some(p) if is_valid_seccomp_type(&p.type_) => {}
+            pod_profile => {
+                if let Some(v) = annotation(SECCOMP_POD_ANNOTATION) {
+                    let detail =
+                        format!("annotation {SECCOMP_POD_ANNOTATION}={v} must match the field");
+                    self.skip(
+                        Control::SeccompProfile,
+                        Target::Pod,
+                        SkipReason::ApiInvalid(detail),
+                    );
+                } else if let Some(p) = pod_profile {
+                    let previous = json!({"type": p.type_});
+                    if self.overriding() {
+                        self.override_change(
+                            Control::SeccompProfile,
+                            Target::Pod,
+                            path,
+                            Edit::Set(runtime_default.clone()),
+                            previous,
+                        );
+                    } else {
+                        let detail = format!("seccompProfile.type: {}", p.type_);
+                        self.skip(
+                            Control::SeccompProfile,
+                            Target::Pod,
+                            SkipReason::ExplicitValue(detail),
+                        );
+                    }
+                } else {
+                    self.change(
+                        Control::SeccompProfile,
+                        Target::Pod,
+                        path,
+                        Edit::Set(runtime_default.clone()),
+                    );
+                }
+            }
+        }
+        let explicit_bad: Vec<(Target, Vec<String>, String, Option<String>)> = visit(self.spec())
+            .filter_map(|c| {
+                let p = c
+                    .security_context
+                    .and_then(|sc| sc.seccomp_profile.as_ref())?;
+                if is_valid_seccomp_type(&p.type_) {
+                    return None;
+                }
+                let key = format!("{SECCOMP_CONTAINER_ANNOTATION_PREFIX}{}", c.name);
+                Some((
+                    container_target(&c),
+                    container_path(&c, &["securityContext", "seccompProfile"]),
+                    p.type_.clone(),
+                    annotation(&key).map(|v| format!("annotation {key}={v} must match the field")),
+                ))
+            })
+            .collect();
+        for (target, path, type_, annotation_conflict) in explicit_bad {
+            if let Some(detail) = annotation_conflict {
+                self.skip(
+                    Control::SeccompProfile,
+                    target,
+                    SkipReason::ApiInvalid(detail),
+                );
+            } else if self.overriding() {
+                self.override_change(
+                    Control::SeccompProfile,
+                    target,
+                    path,
+                    Edit::Set(runtime_default.clone()),
+                    json!({"type": type_}),
+                );
+            } else {
+                self.skip(
+                    Control::SeccompProfile,
+                    target,
+                    SkipReason::ExplicitValue(format!("seccompProfile.type: {type_}")),
+                );
+            }
+        }
+    }
+
+    // === container-level controls ===
+
+    /// `capabilities`: `drop` gets `ALL`; added capabilities other than `NET_BIND_SERVICE` are
+    /// removed only in override mode.
+    fn capabilities(&mut self, c: &ContainerView<'_>) {
+        if !self.container_control_enabled(Control::Capabilities, c) {
+            return;
+        }
+        let caps = c.security_context.and_then(|sc| sc.capabilities.as_ref());
+        if !caps
+            .and_then(|k| k.drop.as_ref())
+            .is_some_and(|d| d.iter().any(|x| x == "ALL"))
+        {
+            let path = container_path(c, &["securityContext", "capabilities", "drop"]);
+            self.change(
+                Control::Capabilities,
+                container_target(c),
+                path,
+                Edit::Append(json!("ALL")),
+            );
+        }
+        let added: &[String] = caps.and_then(|k| k.add.as_deref()).unwrap_or_default();
+        let forbidden: Vec<&String> = added.iter().filter(|a| *a != NET_BIND_SERVICE).collect();
+        if forbidden.is_empty() {
+            return;
+        }
+        if self.overriding() {
+            let kept: Vec<&String> = added.iter().filter(|a| *a == NET_BIND_SERVICE).collect();
+            let path = container_path(c, &["securityContext", "capabilities", "add"]);
+            let edit = if kept.is_empty() {
+                Edit::Remove
+            } else {
+                Edit::Set(json!(kept))
+            };
+            self.override_change(
+                Control::Capabilities,
+                container_target(c),
+                path,
+                edit,
+                json!(added),
+            );
+        } else {
+            let listed: Vec<&str> = forbidden.iter().map(|s| s.as_str()).collect();
+            let detail = format!("capabilities.add: {}", listed.join(", "));
+            self.skip(
+                Control::Capabilities,
+                container_target(c),
+                SkipReason::ExplicitValue(detail),
+            );
+        }
+    }
+
+    /// The capabilities `c` will still add after this plan.
+    fn remaining_added_caps<'c>(&self, c: &ContainerView<'c>) -> &'c [String] {
+        let target = container_target(c);
+        let rewritten = self.plan.changes.iter().any(|ch| {
+            ch.control == Control::Capabilities && ch.target == target && ch.overrides.is_some()
+        });
+        if rewritten {
+            return &[];
+        }
+        c.security_context
+            .and_then(|sc| sc.capabilities.as_ref())
+            .and_then(|k| k.add.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// `allowPrivilegeEscalation: false`, except where the API server would reject it
+    /// (`privileged: true`, an added `CAP_SYS_ADMIN`); explicit `true` is rewritten only in
+    /// override mode.
+    fn allow_privilege_escalation(&mut self, c: &ContainerView<'_>) {
+        if !self.container_control_enabled(Control::AllowPrivilegeEscalation, c) {
+            return;
+        }
+        let sc: Option<&SecurityContext> = c.security_context;
+        let current = sc.and_then(|s| s.allow_privilege_escalation);
+        if current == Some(false) {
+            return;
+        }
+        let target = container_target(c);
+        if sc.and_then(|s| s.privileged) == Some(true) {
+            let reason =
+                SkipReason::ApiInvalid("privileged: true requires allowPrivilegeEscalation".into());
+            return self.skip(Control::AllowPrivilegeEscalation, target, reason);
+        }
+        if let Some(cap) = self
+            .remaining_added_caps(c)
+            .iter()
+            .find(|a| matches!(a.as_str(), "CAP_SYS_ADMIN" | "SYS_ADMIN"))
+        {
+            let reason = SkipReason::ApiInvalid(format!(
+                "capabilities.add {cap} requires allowPrivilegeEscalation"
+            ));
+            return self.skip(Control::AllowPrivilegeEscalation, target, reason);
+        }
+        let path = container_path(c, &["securityContext", "allowPrivilegeEscalation"]);
+        match current {
+            None => self.change(
+                Control::AllowPrivilegeEscalation,
+                target,
+                path,
+                Edit::Set(json!(false)),
+            ),
+            Some(_) if self.overriding() => self.override_change(
+                Control::AllowPrivilegeEscalation,
+                target,
+                path,
+                Edit::Set(json!(false)),
+                json!(true),
+            ),
+            Some(_) => self.skip(
+                Control::AllowPrivilegeEscalation,
+                target,
+                SkipReason::ExplicitValue("allowPrivilegeEscalation: true".into()),
+            ),
+        }
+    }
+
+    /// `procMount`: an explicit non-default procMount is reset to `Default` in override mode only.
+    fn proc_mount(&mut self, c: &ContainerView<'_>) {
+        let Some(current) = c.security_context.and_then(|sc| sc.proc_mount.as_deref()) else {
+            return;
+        };
+        if current == "Default" || !self.profile.has(Control::ProcMount) || self.windows {
+            return;
+        }
+        if !self.overriding() {
+            let reason = SkipReason::ExplicitValue(format!("procMount: {current}"));
+            return self.skip(Control::ProcMount, container_target(c), reason);
+        }
+        if !self.container_control_enabled(Control::ProcMount, c) {
+            return;
+        }
+        let path = container_path(c, &["securityContext", "procMount"]);
+        self.override_change(
+            Control::ProcMount,
+            container_target(c),
+            path,
+            Edit::Set(json!("Default")),
+            json!(current),
+        );
+    }
+
+    /// `readOnlyRootFilesystem: true` where unset; an explicit `false` is never rewritten.
+    /// Returns whether the container received it.
+    fn read_only_root_filesystem(&mut self, c: &ContainerView<'_>) -> bool {
+        if !self.container_control_enabled(Control::ReadOnlyRootFilesystem, c) {
+            return false;
+        }
+        match c
+            .security_context
+            .and_then(|sc| sc.read_only_root_filesystem)
+        {
+            Some(true) => false,
+            Some(false) => {
+                let reason = SkipReason::ExplicitValue("readOnlyRootFilesystem: false".into());
+                self.skip(Control::ReadOnlyRootFilesystem, container_target(c), reason);
+                false
+            }
+            None => {
+                let path = container_path(c, &["securityContext", "readOnlyRootFilesystem"]);
+                self.change(
+                    Control::ReadOnlyRootFilesystem,
+                    container_target(c),
+                    path,
+                    Edit::Set(json!(true)),
+                );
+                true
+            }
+        }
+    }
+
+    /// `tmpVolume`: an `emptyDir` mounted at `/tmp` in each container that just got a read-only
+    /// root and has nothing mounted there.
+    fn tmp_volume(&mut self, read_only_roots: &[ContainerView<'_>], scope: Scope<'_>) {
+        let needing: Vec<ContainerView<'_>> = read_only_roots
+            .iter()
+            .filter(|c| {
+                !c.volume_mounts
+                    .into_iter()
+                    .flatten()
+                    .any(|m| m.mount_path.trim_end_matches('/') == TMP_MOUNT_PATH)
+            })
+            .copied()
+            .collect();
+        let mut mounting = Vec::new();
+        for c in &needing {
+            if self.container_control_enabled(Control::TmpVolume, c) {
+                mounting.push(*c);
+            }
+        }
+        if mounting.is_empty() {
+            return;
+        }
+        let volumes = self.spec().volumes.as_deref().unwrap_or_default();
+        // Reuse our own volume (reinvocation after a sidecar injector); otherwise pick a name no
+        // existing volume has.
+        let mut name = TMP_VOLUME_NAME.to_owned();
+        let mut suffix = 1;
+        let exists = loop {
+            match volumes.iter().find(|v| v.name == name) {
+                Some(v) if v.empty_dir.is_some() => break true,
+                Some(_) => {
+                    suffix += 1;
+                    name = format!("{TMP_VOLUME_NAME}-{suffix}");
+                }
+                None => break false,
+            }
+        };
+        if !exists {
+            if let Scope::NewEphemeralContainers(_) = scope {
+                for c in &mounting {
+                    let reason = SkipReason::Immutable(
+                        "pod volumes cannot be added by an ephemeral container update".into(),
+                    );
+                    self.skip(Control::TmpVolume, container_target(c), reason);
+                }
+                return;
+            }
+            let mut empty_dir = serde_json::Map::new();
+            if let Some(limit) = &self.profile.tmp_size_limit {
+                empty_dir.insert("sizeLimit".into(), json!(limit));
+            }
+            let volume = json!({"name": name, "emptyDir": empty_dir});
+            self.change(
+                Control::TmpVolume,
+                Target::Pod,
+                pod_path(&["volumes"]),
+                Edit::Append(volume),
+            );
+        }
+        for c in &mounting {
+            let mount = json!({"name": name, "mountPath": TMP_MOUNT_PATH});
+            self.change(
+                Control::TmpVolume,
+                container_target(c),
+                container_path(c, &["volumeMounts"]),
+                Edit::Append(mount),
+            );
+        }
+    }
+}

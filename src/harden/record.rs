@@ -1,0 +1,203 @@
+//! The `pod-hardener.io/hardened` record annotation: what was changed and skipped, for auditors.
+//!
+//! Compact JSON, deterministic (no time, no randomness, entries sorted by target then control),
+//! and merged rather than duplicated when an already hardened pod is planned again (reinvocation
+//! after a sidecar injector). Schema (version 1):
+//!
+//! ```json
+//! {"v":1,"level":"restricted","mode":"fill",
+//!  "changes":[{"control":"runAsNonRoot","target":"pod","value":true},
+//!             {"control":"allowPrivilegeEscalation","target":"containers/app","value":false,"overrode":true}],
+//!  "skips":[{"control":"readOnlyRootFilesystem","target":"containers/app","reason":"explicit-value","detail":"readOnlyRootFilesystem: false"}]}
+//! ```
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::control::Control;
+use super::plan::Plan;
+use super::profile::Profile;
+
+/// The annotation key.
+pub const RECORD_ANNOTATION: &str = "pod-hardener.io/hardened";
+/// The schema version written in `v`.
+pub const RECORD_VERSION: u32 = 1;
+/// Above this size the record keeps counts only, so the pod stays under the API server's
+/// 256 KiB annotation limit whatever its size.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedChange {
+    /// The control.
+    pub control: String,
+    /// `pod` or `<list>/<container name>`.
+    pub target: String,
+    /// The value set (`null` for a removal).
+    pub value: Value,
+    /// The explicit value it rewrote (override mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrode: Option<Value>,
+}
+
+/// One recorded skip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedSkip {
+    /// The control.
+    pub control: String,
+    /// `pod` or `<list>/<container name>`.
+    pub target: String,
+    /// `explicit-value`, `opt-out`, `windows`, `api-invalid`, `conflict`, `immutable`, `level`.
+    pub reason: String,
+    /// What exactly, where it helps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Counts kept instead of entries when the record would be too large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Truncated {
+    /// How many changes were made.
+    pub changes: usize,
+    /// How many skips there were.
+    pub skips: usize,
+}
+
+/// The record annotation's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Schema version.
+    pub v: u32,
+    /// The level whose profile was applied.
+    pub level: String,
+    /// `fill` or `override`.
+    pub mode: String,
+    /// Changes, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<RecordedChange>,
+    /// Skips, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skips: Vec<RecordedSkip>,
+    /// Present instead of entries when they would exceed [`MAX_RECORD_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+}
+
+fn target_rank(target: &str) -> u8 {
+    match target.split_once('/').map(|(list, _)| list) {
+        None => 0,
+        Some("initContainers") => 1,
+        Some("containers") => 2,
+        Some(_) => 3,
+    }
+}
+
+fn control_rank(control: &str) -> usize {
+    Control::ALL
+        .iter()
+        .position(|c| c.as_str() == control)
+        .unwrap_or(usize::MAX)
+}
+
+fn entry_order(a: (&str, &str), b: (&str, &str)) -> Ordering {
+    let key = |(control, target): (&str, &str)| {
+        (
+            target_rank(target),
+            target.to_owned(),
+            control_rank(control),
+        )
+    };
+    key(a).cmp(&key(b))
+}
+
+impl Record {
+    /// The record of `plan`, merged into `existing` (the annotation already on the pod, if any).
+    pub fn merged(plan: &Plan, profile: &Profile, existing: Option<&str>) -> Record {
+        let previous: Option<Record> = existing.and_then(|s| serde_json::from_str(s).ok());
+        let mut changes: Vec<RecordedChange> = plan
+            .changes
+            .iter()
+            .map(|c| RecordedChange {
+                control: c.control.as_str().to_owned(),
+                target: c.target.key(),
+                value: c.recorded_value(),
+                overrode: c.overrides.clone(),
+            })
+            .collect();
+        let mut skips: Vec<RecordedSkip> = plan
+            .skips
+            .iter()
+            .map(|s| RecordedSkip {
+                control: s.control.as_str().to_owned(),
+                target: s.target.key(),
+                reason: s.reason.code().to_owned(),
+                detail: s.reason.detail().map(str::to_owned),
+            })
+            .collect();
+        let mut truncated = None;
+        if let Some(prev) = previous {
+            let same_change = |a: &RecordedChange, b: &RecordedChange| {
+                a.control == b.control
+                    && a.target == b.target
+                    && a.overrode.is_some() == b.overrode.is_some()
+            };
+            for old in prev.changes {
+                if !changes.iter().any(|c| same_change(c, &old)) {
+                    changes.push(old);
+                }
+            }
+            for old in prev.skips {
+                let superseded = changes
+                    .iter()
+                    .any(|c| c.control == old.control && c.target == old.target)
+                    || skips
+                        .iter()
+                        .any(|s| s.control == old.control && s.target == old.target);
+                if !superseded {
+                    skips.push(old);
+                }
+            }
+            truncated = prev.truncated;
+        }
+        changes.sort_by(|a, b| entry_order((&a.control, &a.target), (&b.control, &b.target)));
+        skips.sort_by(|a, b| entry_order((&a.control, &a.target), (&b.control, &b.target)));
+        let mut record = Record {
+            v: RECORD_VERSION,
+            level: profile.level.as_str().to_owned(),
+            mode: profile.mode.as_str().to_owned(),
+            changes,
+            skips,
+            truncated,
+        };
+        if let Some(t) = record.truncated.take() {
+            record.truncate(t);
+        } else if record.to_json().len() > MAX_RECORD_BYTES {
+            record.truncate(Truncated {
+                changes: 0,
+                skips: 0,
+            });
+        }
+        record
+    }
+
+    fn truncate(&mut self, earlier: Truncated) {
+        self.truncated = Some(Truncated {
+            changes: earlier.changes + self.changes.len(),
+            skips: earlier.skips + self.skips.len(),
+        });
+        self.changes.clear();
+        self.skips.clear();
+    }
+
+    /// Compact, deterministic JSON.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings, numbers and JSON values cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
