@@ -5,6 +5,7 @@
 //! the shell ([`server`], [`namespaces`], [`cli`]) does I/O and calls the core.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod harden;
 pub mod manifest;
 pub mod pss;

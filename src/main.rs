@@ -1,1 +1,46 @@
-fn main() {}
+//! The `pod-hardener` binary: parses the command line and maps outcomes to exit codes.
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pod_hardener::cli::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(cli::EXIT_BAD_INPUT as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => {
+            let input = args.input.read()?;
+            let (out, all_allowed) = cli::check::run(&input, args.policy(), args.output)?;
+            std::io::stdout().lock().write_all(out.as_bytes())?;
+            let code = if all_allowed {
+                cli::EXIT_OK
+            } else {
+                cli::EXIT_VIOLATIONS
+            };
+            Ok(ExitCode::from(code as u8))
+        }
+        Command::Harden(args) => {
+            let input = args.input.read()?;
+            let out = cli::harden::run(&input, &args.options())?;
+            std::io::stderr().lock().write_all(out.stderr.as_bytes())?;
+            std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("{}", cli::version_line());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

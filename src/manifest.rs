@@ -54,9 +54,9 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Parses every document of `input` (YAML, of which JSON is a subset). Empty documents are
-/// skipped; `kind: List` objects are expanded into their items.
-pub fn read_documents(input: &[u8]) -> Result<Vec<Document>, ReadError> {
+/// Parses every document of `input` (YAML, of which JSON is a subset) as it stands, skipping
+/// empty documents. Each is paired with its 0-based index in the stream.
+pub fn read_raw_documents(input: &[u8]) -> Result<Vec<(usize, Value)>, ReadError> {
     if input.len() > MAX_INPUT_BYTES {
         return Err(ReadError::TooLarge);
     }
@@ -68,31 +68,7 @@ pub fn read_documents(input: &[u8]) -> Result<Vec<Document>, ReadError> {
         })?;
         match value {
             Value::Null => continue,
-            Value::Object(_) if is_list(&value) => {
-                let items = value
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                for (i, object) in items.into_iter().enumerate() {
-                    if !object.is_object() {
-                        return Err(ReadError::NotAnObject {
-                            index,
-                            found: type_name(&object),
-                        });
-                    }
-                    out.push(Document {
-                        index,
-                        list_item: Some(i),
-                        object,
-                    });
-                }
-            }
-            Value::Object(_) => out.push(Document {
-                index,
-                list_item: None,
-                object: value,
-            }),
+            Value::Object(_) => out.push((index, value)),
             other => {
                 return Err(ReadError::NotAnObject {
                     index,
@@ -104,7 +80,44 @@ pub fn read_documents(input: &[u8]) -> Result<Vec<Document>, ReadError> {
     Ok(out)
 }
 
-fn is_list(v: &Value) -> bool {
+/// Parses every document of `input`, expanding `kind: List` objects into their items.
+pub fn read_documents(input: &[u8]) -> Result<Vec<Document>, ReadError> {
+    let mut out = Vec::new();
+    for (index, value) in read_raw_documents(input)? {
+        if !is_list(&value) {
+            out.push(Document {
+                index,
+                list_item: None,
+                object: value,
+            });
+            continue;
+        }
+        let items = match value {
+            Value::Object(mut map) => map.remove("items"),
+            _ => None,
+        };
+        let Some(Value::Array(items)) = items else {
+            continue;
+        };
+        for (i, object) in items.into_iter().enumerate() {
+            if !object.is_object() {
+                return Err(ReadError::NotAnObject {
+                    index,
+                    found: type_name(&object),
+                });
+            }
+            out.push(Document {
+                index,
+                list_item: Some(i),
+                object,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `v` is a `kind: List` (or `*List`) object with an `items` array.
+pub fn is_list(v: &Value) -> bool {
     v.get("kind")
         .and_then(Value::as_str)
         .is_some_and(|k| k == "List" || k.ends_with("List"))
