@@ -5,8 +5,14 @@
 //! the shell ([`server`], [`namespaces`], [`cli`]) does I/O and calls the core.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod certs;
 pub mod cli;
+pub mod config;
 pub mod harden;
 pub mod manifest;
+pub mod namespaces;
+pub mod policy;
 pub mod pss;
+pub mod server;
 pub mod workload;

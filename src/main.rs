@@ -38,6 +38,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(cli::serve::run(&args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs(args) => {
+            let (ca_bundle, written) = cli::certs_cmd::run(&args)?;
+            eprintln!(
+                "wrote {}, {} and {}",
+                written.ca_cert.display(),
+                written.cert.display(),
+                written.key.display()
+            );
+            println!("{ca_bundle}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("{}", cli::version_line());
             Ok(ExitCode::SUCCESS)

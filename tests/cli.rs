@@ -1,5 +1,7 @@
 //! The `pod-hardener` binary's `check`, `harden` and `version` commands, run as users run them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

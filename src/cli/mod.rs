@@ -1,8 +1,10 @@
 //! The command line: `check`, `harden` and `version` over manifests, sharing the core with the
 //! webhook (the CLI's `check` is the validator, its `harden` is the mutator).
 
+pub mod certs_cmd;
 pub mod check;
 pub mod harden;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -77,6 +79,10 @@ pub enum Command {
     /// Writes every document back on stdout in order. Exit 0 on success (even if violations
     /// remain; use `check` to gate), 2 on bad input.
     Harden(HardenArgs),
+    /// Serve /mutate and /validate over HTTPS (and /metrics over HTTP).
+    Serve(serve::ServeArgs),
+    /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
+    Certs(certs_cmd::CertsArgs),
     /// Print the version and the git commit it was built from.
     Version,
 }

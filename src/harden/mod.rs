@@ -34,8 +34,9 @@ use crate::workload::{PodParts, WorkloadKind};
 pub struct Hardening {
     /// What the planner decided.
     pub plan: Plan,
-    /// The record, when the pod gets (or keeps) one with this plan's content.
-    pub record: Option<Record>,
+    /// The record and its JSON, when this plan writes one (absent when nothing changed and the
+    /// pod already carries a record).
+    pub record: Option<(Record, String)>,
     /// The JSON Patch against the whole object (empty when nothing changes).
     pub patch: Patch,
 }
@@ -83,15 +84,15 @@ pub fn harden(
     // A pod already carrying a record keeps it untouched unless something new was changed, which
     // makes re-planning a hardened pod a no-op whatever its skips.
     let wants_record = !plan.changes.is_empty() || (existing.is_none() && !plan.skips.is_empty());
-    let record = wants_record.then(|| Record::merged(&plan, profile, existing.map(String::as_str)));
-    if let (Some(r), RecordPlacement::Annotation) = (&record, placement) {
-        let json = r.to_json();
-        if existing != Some(&json) {
-            let mut path = kind.pod_metadata_tokens();
-            path.extend(["annotations", RECORD_ANNOTATION]);
-            full_paths.push(path);
-            edits.push(Edit::Set(Value::String(json)));
-        }
+    let record = wants_record
+        .then(|| Record::merged(&plan, profile, existing.map(String::as_str)).into_bounded_json());
+    if let (Some((_, json)), RecordPlacement::Annotation) = (&record, placement)
+        && existing != Some(json)
+    {
+        let mut path = kind.pod_metadata_tokens();
+        path.extend(["annotations", RECORD_ANNOTATION]);
+        full_paths.push(path);
+        edits.push(Edit::Set(Value::String(json.clone())));
     }
     let rooted: Vec<patch::RootedEdit<'_>> = full_paths
         .into_iter()
@@ -105,3 +106,6 @@ pub fn harden(
         patch,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,8 @@ pub const TMP_MOUNT_PATH: &str = "/tmp";
 
 /// The capability the restricted level lets containers add.
 const NET_BIND_SERVICE: &str = "NET_BIND_SERVICE";
+/// The Windows user name the kubelet refuses under `runAsNonRoot: true`.
+const WINDOWS_ROOT_USER_NAME: &str = "ContainerAdministrator";
 /// The pre-1.19 seccomp annotations, which the API server requires to agree with the fields.
 const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
 const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
@@ -297,8 +299,9 @@ impl Planner<'_> {
         }
     }
 
-    /// The explicit `runAsUser: 0` that will remain after this plan, if any: pod-level, or on a
-    /// container that would inherit a pod-level `runAsNonRoot`.
+    /// The explicit root user that will remain after this plan, if any: `runAsUser: 0`
+    /// (pod-level, or on a container that would inherit a pod-level `runAsNonRoot`), or the
+    /// Windows user name `ContainerAdministrator` such a container would run as.
     fn remaining_root_user(&self) -> Option<String> {
         let rewritten = |target: &Target| {
             self.plan.changes.iter().any(|ch| {
@@ -314,14 +317,32 @@ impl Planner<'_> {
         if pod_root && !rewritten(&Target::Pod) {
             return Some("pod sets runAsUser: 0".into());
         }
+        if let Some(c) = visit(self.spec()).find(|c| {
+            let sc = c.security_context;
+            sc.and_then(|s| s.run_as_user) == Some(0)
+                && sc.and_then(|s| s.run_as_non_root).is_none()
+                && !rewritten(&container_target(c))
+        }) {
+            return Some(format!("container {:?} sets runAsUser: 0", c.name));
+        }
+        // Windows: the kubelet treats the user name ContainerAdministrator (in any case) as root.
+        let pod_user_name = self
+            .spec()
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.windows_options.as_ref())
+            .and_then(|w| w.run_as_user_name.as_deref());
         visit(self.spec())
             .find(|c| {
                 let sc = c.security_context;
-                sc.and_then(|s| s.run_as_user) == Some(0)
+                let user_name = sc
+                    .and_then(|s| s.windows_options.as_ref())
+                    .and_then(|w| w.run_as_user_name.as_deref())
+                    .or(pod_user_name);
+                user_name.is_some_and(|u| u.eq_ignore_ascii_case(WINDOWS_ROOT_USER_NAME))
                     && sc.and_then(|s| s.run_as_non_root).is_none()
-                    && !rewritten(&container_target(c))
             })
-            .map(|c| format!("container {:?} sets runAsUser: 0", c.name))
+            .map(|c| format!("container {:?} runs as {WINDOWS_ROOT_USER_NAME}", c.name))
     }
 
     /// `runAsNonRoot`: pod-level `true`; explicit `false` (pod or container) is rewritten only in
@@ -620,12 +641,12 @@ impl Planner<'_> {
         if current == "Default" || !self.profile.has(Control::ProcMount) || self.windows {
             return;
         }
+        if !self.container_control_enabled(Control::ProcMount, c) {
+            return;
+        }
         if !self.overriding() {
             let reason = SkipReason::ExplicitValue(format!("procMount: {current}"));
             return self.skip(Control::ProcMount, container_target(c), reason);
-        }
-        if !self.container_control_enabled(Control::ProcMount, c) {
-            return;
         }
         let path = container_path(c, &["securityContext", "procMount"]);
         self.override_change(

@@ -105,15 +105,12 @@ fn control_rank(control: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+fn entry_key<'a>((control, target): (&str, &'a str)) -> (u8, &'a str, usize) {
+    (target_rank(target), target, control_rank(control))
+}
+
 fn entry_order(a: (&str, &str), b: (&str, &str)) -> Ordering {
-    let key = |(control, target): (&str, &str)| {
-        (
-            target_rank(target),
-            target.to_owned(),
-            control_rank(control),
-        )
-    };
-    key(a).cmp(&key(b))
+    entry_key(a).cmp(&entry_key(b))
 }
 
 impl Record {
@@ -177,13 +174,23 @@ impl Record {
         };
         if let Some(t) = record.truncated.take() {
             record.truncate(t);
-        } else if record.to_json().len() > MAX_RECORD_BYTES {
-            record.truncate(Truncated {
-                changes: 0,
-                skips: 0,
-            });
         }
         record
+    }
+
+    /// The compact JSON of the record, truncated to counts first if it would exceed
+    /// [`MAX_RECORD_BYTES`].
+    pub fn into_bounded_json(mut self) -> (Record, String) {
+        let json = self.to_json();
+        if json.len() <= MAX_RECORD_BYTES {
+            return (self, json);
+        }
+        self.truncate(Truncated {
+            changes: 0,
+            skips: 0,
+        });
+        let json = self.to_json();
+        (self, json)
     }
 
     fn truncate(&mut self, earlier: Truncated) {

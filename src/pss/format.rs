@@ -47,7 +47,7 @@ pub(crate) fn sorted_set(mut items: Vec<String>) -> Vec<String> {
 /// "printable" with Unicode tables; this uses Rust's control and whitespace classes plus the format
 /// characters that show up in practice (zero-width and bidi marks), which agrees on every
 /// character an annotation realistically holds.
-pub(crate) fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use check_id::CheckId;
 pub use level::{Level, LevelVersion, NEWEST_MINOR, ParseError, Version};
 
-pub(crate) use format::go_quote;
+pub use format::go_quote;
 
 /// One failed check, rendered as PSA renders it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -123,3 +123,6 @@ pub fn would_violate_message(policy: LevelVersion, violations: &[Violation]) -> 
         aggregate_details(violations)
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,8 +2,8 @@
 //!
 //! The conformance suite (`tests/psa_conformance.rs`) only checks that a denial contains a
 //! substring. These tables assert the full reason and detail of each check, byte for byte, as
-//! `docs`-level reference `pod-security-standards.md` §3/§4 gives them, for the gaps listed in its
-//! §9: AppArmor fields, `container_engine_t`, ephemeral containers, the `hostUsers: false` and
+//! the conformance reference (`pod-security-standards.md` §3 and §4) gives them, for the gaps
+//! listed in its §9: AppArmor fields, `container_engine_t`, ephemeral containers, the `hostUsers: false` and
 //! Windows relaxations, every probe and lifecycle handler, the sysctl lists at each breakpoint,
 //! pluralization and sorting, and names that need (or must not get) escaping.
 //!
@@ -77,23 +77,15 @@ fn spec_lists(init: Vec<Value>, containers: Vec<Value>, ephemeral: Vec<Value>) -
 
 /// Sets `key` on a spec object.
 fn with(mut spec: Value, key: &str, value: Value) -> Value {
-    spec.as_object_mut().expect("spec is an object").insert(key.to_owned(), value);
+    spec.as_object_mut()
+        .expect("spec is an object")
+        .insert(key.to_owned(), value);
     spec
 }
 
 /// A spec with a pod-level securityContext.
 fn with_pod_sc(spec: Value, security_context: Value) -> Value {
     with(spec, "securityContext", security_context)
-}
-
-/// Restricted-compliant pod-level securityContext with `extra` merged in.
-fn restricted_pod_sc_with(extra: Value) -> Value {
-    let mut sc = restricted_pod_sc();
-    let (Value::Object(target), Value::Object(source)) = (&mut sc, extra) else {
-        panic!("restricted_pod_sc_with needs an object");
-    };
-    target.extend(source);
-    sc
 }
 
 fn parse(annotations: &Value, spec: &Value) -> (ObjectMeta, PodSpec) {
@@ -119,7 +111,11 @@ fn eval(spec: &Value, level: Level, version: Version) -> Vec<Violation> {
 }
 
 fn violation(check: CheckId, reason: &'static str, detail: &str) -> Violation {
-    Violation { check, reason, detail: detail.to_owned() }
+    Violation {
+        check,
+        reason,
+        detail: detail.to_owned(),
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -147,7 +143,15 @@ fn case(
     check: CheckId,
     spec: Value,
 ) -> CaseBuilder {
-    CaseBuilder(Case { name, annotations: json!({}), spec, level, version, check, expected: None })
+    CaseBuilder(Case {
+        name,
+        annotations: json!({}),
+        spec,
+        level,
+        version,
+        check,
+        expected: None,
+    })
 }
 
 impl CaseBuilder {
@@ -173,7 +177,12 @@ fn run(cases: Vec<Case>) {
         let lv = LevelVersion::new(c.level, c.version);
         let violations = eval_annotated(&c.annotations, &c.spec, c.level, c.version);
         let for_check: Vec<&Violation> = violations.iter().filter(|v| v.check == c.check).collect();
-        assert!(for_check.len() <= 1, "{}: {} reported twice", c.name, c.check);
+        assert!(
+            for_check.len() <= 1,
+            "{}: {} reported twice",
+            c.name,
+            c.check
+        );
         let actual = for_check.first().map(|v| (v.reason, v.detail.clone()));
         if actual != c.expected {
             failures.push(format!(
@@ -182,7 +191,13 @@ fn run(cases: Vec<Case>) {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -512,7 +527,11 @@ fn ephemeral_containers_are_visited_last() {
 
     let ephemeral_only = |sc: Value| {
         with_pod_sc(
-            spec_lists(vec![good("init")], vec![good("app")], vec![ctr_sc("debugger", sc)]),
+            spec_lists(
+                vec![good("init")],
+                vec![good("app")],
+                vec![ctr_sc("debugger", sc)],
+            ),
             restricted_pod_sc(),
         )
     };
@@ -654,10 +673,18 @@ fn user_namespace_relaxation_exists_only_from_v1_35() {
     for version in [v1(35), v1(36), v1(37), LATEST] {
         assert_eq!(
             eval(&pod(Some(false)), R, version),
-            vec![violation(CheckId::ProcMountRestricted, "procMount", proc_mount)],
+            vec![violation(
+                CheckId::ProcMountRestricted,
+                "procMount",
+                proc_mount
+            )],
             "restricted {version} with hostUsers=false"
         );
-        assert_eq!(eval(&pod(Some(false)), B, version), vec![], "baseline {version} with hostUsers=false");
+        assert_eq!(
+            eval(&pod(Some(false)), B, version),
+            vec![],
+            "baseline {version} with hostUsers=false"
+        );
     }
     // v1.34: nothing is relaxed; procMount is still the baseline check at restricted.
     assert_eq!(
@@ -738,7 +765,11 @@ fn windows_relaxations() {
         json!({ "runAsNonRoot": true }),
     ));
     for version in [v1(25), v1(29), v1(35), LATEST] {
-        assert_eq!(eval(&base_windows, R, version), vec![], "restricted {version}");
+        assert_eq!(
+            eval(&base_windows, R, version),
+            vec![],
+            "restricted {version}"
+        );
     }
     let relaxed_from_1_25 = vec![
         violation(
@@ -760,7 +791,10 @@ fn windows_relaxations() {
     assert_eq!(eval(&base_windows, R, v1(24)), relaxed_from_1_25);
     // Linux (or no OS) is not relaxed.
     let linux = with(
-        with_pod_sc(spec_lists(vec![ctr("init")], vec![ctr("c")], vec![]), json!({ "runAsNonRoot": true })),
+        with_pod_sc(
+            spec_lists(vec![ctr("init")], vec![ctr("c")], vec![]),
+            json!({ "runAsNonRoot": true }),
+        ),
         "os",
         json!({ "name": "linux" }),
     );
@@ -827,7 +861,10 @@ fn windows_relaxations() {
         )]
     );
     let root_with_host_path = with(
-        windows(with_pod_sc(spec_of(vec![ctr("c")]), json!({ "runAsNonRoot": false, "runAsUser": 0 }))),
+        windows(with_pod_sc(
+            spec_of(vec![ctr("c")]),
+            json!({ "runAsNonRoot": false, "runAsUser": 0 }),
+        )),
         "volumes",
         json!([{ "name": "h", "hostPath": { "path": "C:\\" } }]),
     );
@@ -844,12 +881,19 @@ fn windows_relaxations() {
                 "runAsNonRoot != true",
                 "pod must not set securityContext.runAsNonRoot=false",
             ),
-            violation(CheckId::RunAsUser, "runAsUser=0", "pod must not set runAsUser=0"),
+            violation(
+                CheckId::RunAsUser,
+                "runAsUser=0",
+                "pod must not set runAsUser=0"
+            ),
         ]
     );
     // Windows host process at baseline is unaffected by os.name.
     let host_process = windows(with_pod_sc(
-        spec_of(vec![ctr_sc("e", json!({ "windowsOptions": { "hostProcess": true } })), ctr("x")]),
+        spec_of(vec![
+            ctr_sc("e", json!({ "windowsOptions": { "hostProcess": true } })),
+            ctr("x"),
+        ]),
         json!({ "windowsOptions": { "hostProcess": true } }),
     ));
     assert_eq!(
@@ -879,17 +923,47 @@ fn host_probes_and_lifecycle_every_handler() {
     use CheckId::HostProbesAndHostLifecycle as C;
     let r = "probe or lifecycle host";
     // Every handler kind, alone in one container.
-    let handlers: Vec<(&str, Value)> = vec![
-        ("livenessProbe httpGet", json!({ "livenessProbe": http_get("liveness-http.example") })),
-        ("livenessProbe tcpSocket", json!({ "livenessProbe": tcp_socket("liveness-tcp.example") })),
-        ("readinessProbe httpGet", json!({ "readinessProbe": http_get("readiness-http.example") })),
-        ("readinessProbe tcpSocket", json!({ "readinessProbe": tcp_socket("readiness-tcp.example") })),
-        ("startupProbe httpGet", json!({ "startupProbe": http_get("startup-http.example") })),
-        ("startupProbe tcpSocket", json!({ "startupProbe": tcp_socket("startup-tcp.example") })),
-        ("postStart httpGet", json!({ "lifecycle": { "postStart": http_get("poststart-http.example") } })),
-        ("postStart tcpSocket", json!({ "lifecycle": { "postStart": tcp_socket("poststart-tcp.example") } })),
-        ("preStop httpGet", json!({ "lifecycle": { "preStop": http_get("prestop-http.example") } })),
-        ("preStop tcpSocket", json!({ "lifecycle": { "preStop": tcp_socket("prestop-tcp.example") } })),
+    let handlers: Vec<(&'static str, Value)> = vec![
+        (
+            "livenessProbe httpGet",
+            json!({ "livenessProbe": http_get("liveness-http.example") }),
+        ),
+        (
+            "livenessProbe tcpSocket",
+            json!({ "livenessProbe": tcp_socket("liveness-tcp.example") }),
+        ),
+        (
+            "readinessProbe httpGet",
+            json!({ "readinessProbe": http_get("readiness-http.example") }),
+        ),
+        (
+            "readinessProbe tcpSocket",
+            json!({ "readinessProbe": tcp_socket("readiness-tcp.example") }),
+        ),
+        (
+            "startupProbe httpGet",
+            json!({ "startupProbe": http_get("startup-http.example") }),
+        ),
+        (
+            "startupProbe tcpSocket",
+            json!({ "startupProbe": tcp_socket("startup-tcp.example") }),
+        ),
+        (
+            "postStart httpGet",
+            json!({ "lifecycle": { "postStart": http_get("poststart-http.example") } }),
+        ),
+        (
+            "postStart tcpSocket",
+            json!({ "lifecycle": { "postStart": tcp_socket("poststart-tcp.example") } }),
+        ),
+        (
+            "preStop httpGet",
+            json!({ "lifecycle": { "preStop": http_get("prestop-http.example") } }),
+        ),
+        (
+            "preStop tcpSocket",
+            json!({ "lifecycle": { "preStop": tcp_socket("prestop-tcp.example") } }),
+        ),
     ];
     let expected_hosts = [
         "liveness-http.example",
@@ -904,9 +978,8 @@ fn host_probes_and_lifecycle_every_handler() {
         "prestop-tcp.example",
     ];
     let mut cases = Vec::new();
-    for ((label, extra), host) in handlers.iter().zip(expected_hosts) {
-        let label: &'static str = label;
-        let spec = spec_of(vec![ctr("ok"), ctr_with("app", extra.clone())]);
+    for ((label, extra), host) in handlers.into_iter().zip(expected_hosts) {
+        let spec = spec_of(vec![ctr("ok"), ctr_with("app", extra)]);
         let detail = format!(r#"container "app" uses probe or lifecycle host "{host}""#);
         cases.push(case(label, B, v1(34), C, spec.clone()).fails(r, detail.clone()));
         cases.push(case(label, B, LATEST, C, spec.clone()).fails(r, detail.clone()));
@@ -1040,7 +1113,10 @@ fn sysctls_allowed_list_at_each_breakpoint() {
     .join(", ");
     let forbidden_at = |minor: u32| -> Option<String> {
         match minor {
-            0..=26 => Some(format!("net.ipv4.tcp_notsent_lowat, net.ipv4.tcp_wmem, net.ipv4.ip_local_reserved_ports, net.ipv4.tcp_keepalive_time, net.ipv4.tcp_fin_timeout, net.ipv4.tcp_slow_start_after_idle, net.ipv4.tcp_keepalive_intvl, net.ipv4.tcp_rmem, net.ipv4.tcp_keepalive_probes")),
+            0..=26 => Some(
+                "net.ipv4.tcp_notsent_lowat, net.ipv4.tcp_wmem, net.ipv4.ip_local_reserved_ports, net.ipv4.tcp_keepalive_time, net.ipv4.tcp_fin_timeout, net.ipv4.tcp_slow_start_after_idle, net.ipv4.tcp_keepalive_intvl, net.ipv4.tcp_rmem, net.ipv4.tcp_keepalive_probes"
+                    .to_owned(),
+            ),
             27 | 28 => Some(since_1_27.clone()),
             29..=31 => Some(
                 "net.ipv4.tcp_notsent_lowat, net.ipv4.tcp_wmem, net.ipv4.tcp_slow_start_after_idle, net.ipv4.tcp_rmem"
@@ -1074,9 +1150,18 @@ fn sysctls_allowed_list_at_each_breakpoint() {
             B,
             LATEST,
             C,
-            sysctls(&["kernel.msgmax", "net.ipv4.tcp_syncookies", "net.core.somaxconn", "kernel.msgmax"]),
+            sysctls(&[
+                "kernel.msgmax",
+                "kernel.msgmax",
+                "net.ipv4.tcp_syncookies",
+                "net.core.somaxconn",
+                "kernel.msgmax",
+            ]),
         )
-        .fails("forbidden sysctls", "kernel.msgmax, net.core.somaxconn, kernel.msgmax"),
+        .fails(
+            "forbidden sysctls",
+            "kernel.msgmax, kernel.msgmax, net.core.somaxconn, kernel.msgmax",
+        ),
         case(
             "one forbidden name still has the plural reason",
             B,
@@ -1090,7 +1175,11 @@ fn sysctls_allowed_list_at_each_breakpoint() {
             B,
             LATEST,
             C,
-            sysctls(&["net/ipv4/ip_local_port_range", "Kernel.shm_rmid_forced", "kernel.shm_rmid_forced "]),
+            sysctls(&[
+                "net/ipv4/ip_local_port_range",
+                "Kernel.shm_rmid_forced",
+                "kernel.shm_rmid_forced ",
+            ]),
         )
         .fails(
             "forbidden sysctls",
@@ -1133,14 +1222,23 @@ fn host_ports() {
             ]),
         )
         .fails(r, r#"containers "a", "b" use hostPorts 10, 20, 8080, 9"#),
-        case("one container, one port", B, v1(0), C, spec_of(vec![ctr_with("a", ports(&[(80, Some(80))]))]))
-            .fails(r, r#"container "a" uses hostPort 80"#),
+        case(
+            "one container, one port",
+            B,
+            v1(0),
+            C,
+            spec_of(vec![ctr_with("a", ports(&[(80, Some(80))]))]),
+        )
+        .fails(r, r#"container "a" uses hostPort 80"#),
         case(
             "one container, two ports",
             R,
             LATEST,
             C,
-            spec_of(vec![ctr_with("a", ports(&[(80, Some(81)), (80, Some(80))]))]),
+            spec_of(vec![ctr_with(
+                "a",
+                ports(&[(80, Some(81)), (80, Some(80))]),
+            )]),
         )
         .fails(r, r#"container "a" uses hostPorts 80, 81"#),
         case(
@@ -1148,7 +1246,10 @@ fn host_ports() {
             B,
             LATEST,
             C,
-            spec_of(vec![ctr_with("b", ports(&[(80, Some(443))])), ctr_with("a", ports(&[(80, Some(443))]))]),
+            spec_of(vec![
+                ctr_with("b", ports(&[(80, Some(443))])),
+                ctr_with("a", ports(&[(80, Some(443))])),
+            ]),
         )
         .fails(r, r#"containers "b", "a" use hostPort 443"#),
         case(
@@ -1170,7 +1271,10 @@ fn host_ports() {
             C,
             spec_of(vec![
                 ctr_with("a", ports(&[(80, Some(0)), (81, None)])),
-                ctr_with("b", json!({ "ports": [{ "containerPort": 53, "hostIP": "127.0.0.1" }] })),
+                ctr_with(
+                    "b",
+                    json!({ "ports": [{ "containerPort": 53, "hostIP": "127.0.0.1" }] }),
+                ),
             ]),
         )
         .passes(),
@@ -1191,9 +1295,15 @@ fn restricted_volumes() {
         ("hostPath", json!({ "path": "/var/run" })),
         ("gcePersistentDisk", json!({ "pdName": "d" })),
         ("awsElasticBlockStore", json!({ "volumeID": "v" })),
-        ("gitRepo", json!({ "repository": "https://example.com/r.git" })),
+        (
+            "gitRepo",
+            json!({ "repository": "https://example.com/r.git" }),
+        ),
         ("nfs", json!({ "server": "s", "path": "/" })),
-        ("iscsi", json!({ "targetPortal": "t", "iqn": "iqn.2001-04.com.example:storage", "lun": 0 })),
+        (
+            "iscsi",
+            json!({ "targetPortal": "t", "iqn": "iqn.2001-04.com.example:storage", "lun": 0 }),
+        ),
         ("glusterfs", json!({ "endpoints": "e", "path": "p" })),
         ("rbd", json!({ "monitors": ["m"], "image": "i" })),
         ("flexVolume", json!({ "driver": "d" })),
@@ -1207,20 +1317,23 @@ fn restricted_volumes() {
         ("azureDisk", json!({ "diskName": "n", "diskURI": "u" })),
         ("photonPersistentDisk", json!({ "pdID": "p" })),
         ("portworxVolume", json!({ "volumeID": "v" })),
-        ("scaleIO", json!({ "gateway": "g", "system": "s", "secretRef": { "name": "x" } })),
+        (
+            "scaleIO",
+            json!({ "gateway": "g", "system": "s", "secretRef": { "name": "x" } }),
+        ),
         ("storageos", json!({ "volumeName": "v" })),
     ];
     let mut cases = Vec::new();
     for (source, body) in forbidden {
         let spec = vols(json!([{ "name": "ok", "emptyDir": {} }, { "name": "v", source: body }]));
-        cases.push(
-            case(source, R, LATEST, C, spec.clone())
-                .fails(r, format!(r#"volume "v" uses restricted volume type "{source}""#)),
-        );
-        cases.push(
-            case(source, R, v1(0), C, spec.clone())
-                .fails(r, format!(r#"volume "v" uses restricted volume type "{source}""#)),
-        );
+        cases.push(case(source, R, LATEST, C, spec.clone()).fails(
+            r,
+            format!(r#"volume "v" uses restricted volume type "{source}""#),
+        ));
+        cases.push(case(source, R, v1(0), C, spec.clone()).fails(
+            r,
+            format!(r#"volume "v" uses restricted volume type "{source}""#),
+        ));
         // Baseline only cares about hostPath.
         let baseline = case(source, B, LATEST, CheckId::HostPathVolumes, spec);
         cases.push(if source == "hostPath" {
@@ -1344,19 +1457,33 @@ fn run_as_non_root_explicit_and_implicit() {
             LATEST,
             C,
             with_pod_sc(
-                spec_lists(vec![ctr_sc("c", nr(false))], vec![ctr("e"), ctr_sc("d", nr(false))], vec![]),
+                spec_lists(
+                    vec![ctr_sc("c", nr(false))],
+                    vec![ctr("e"), ctr_sc("d", nr(false))],
+                    vec![],
+                ),
                 nr(false),
             ),
         )
-        .fails(r, r#"pod and containers "c", "d" must not set securityContext.runAsNonRoot=false"#),
+        .fails(
+            r,
+            r#"pod and containers "c", "d" must not set securityContext.runAsNonRoot=false"#,
+        ),
         case(
             "the reference implicit example",
             R,
             v1(0),
             C,
-            spec_of(vec![ctr("a"), ctr_sc("ok", nr(true)), ctr_sc("b", json!({ "runAsUser": 1000 }))]),
+            spec_of(vec![
+                ctr("a"),
+                ctr_sc("ok", nr(true)),
+                ctr_sc("b", json!({ "runAsUser": 1000 })),
+            ]),
         )
-        .fails(r, r#"pod or containers "a", "b" must set securityContext.runAsNonRoot=true"#),
+        .fails(
+            r,
+            r#"pod or containers "a", "b" must set securityContext.runAsNonRoot=true"#,
+        ),
         case(
             "pod false alone: explicit wins over implicit",
             R,
@@ -1372,7 +1499,10 @@ fn run_as_non_root_explicit_and_implicit() {
             C,
             with_pod_sc(spec_of(vec![ctr("a"), ctr_sc("x", nr(false))]), nr(true)),
         )
-        .fails(r, r#"container "x" must not set securityContext.runAsNonRoot=false"#),
+        .fails(
+            r,
+            r#"container "x" must not set securityContext.runAsNonRoot=false"#,
+        ),
         case(
             "pod unset, one container false, one unset: explicit only",
             R,
@@ -1380,13 +1510,20 @@ fn run_as_non_root_explicit_and_implicit() {
             C,
             spec_of(vec![ctr("a"), ctr_sc("x", nr(false))]),
         )
-        .fails(r, r#"container "x" must not set securityContext.runAsNonRoot=false"#),
+        .fails(
+            r,
+            r#"container "x" must not set securityContext.runAsNonRoot=false"#,
+        ),
         case(
             "pod unset, every container true",
             R,
             LATEST,
             C,
-            spec_lists(vec![ctr_sc("i", nr(true))], vec![ctr_sc("c", nr(true))], vec![ctr_sc("e", nr(true))]),
+            spec_lists(
+                vec![ctr_sc("i", nr(true))],
+                vec![ctr_sc("c", nr(true))],
+                vec![ctr_sc("e", nr(true))],
+            ),
         )
         .passes(),
         case(
@@ -1394,7 +1531,10 @@ fn run_as_non_root_explicit_and_implicit() {
             R,
             LATEST,
             C,
-            with_pod_sc(spec_lists(vec![ctr("i")], vec![ctr("c")], vec![ctr("e")]), nr(true)),
+            with_pod_sc(
+                spec_lists(vec![ctr("i")], vec![ctr("c")], vec![ctr("e")]),
+                nr(true),
+            ),
         )
         .passes(),
         case(
@@ -1404,8 +1544,18 @@ fn run_as_non_root_explicit_and_implicit() {
             C,
             with_pod_sc(spec_of(vec![ctr("only")]), json!({ "runAsUser": 1000 })),
         )
-        .fails(r, r#"pod or container "only" must set securityContext.runAsNonRoot=true"#),
-        case("not a baseline check", B, LATEST, C, spec_of(vec![ctr("a")])).passes(),
+        .fails(
+            r,
+            r#"pod or container "only" must set securityContext.runAsNonRoot=true"#,
+        ),
+        case(
+            "not a baseline check",
+            B,
+            LATEST,
+            C,
+            spec_of(vec![ctr("a")]),
+        )
+        .passes(),
     ]);
 }
 
@@ -1415,14 +1565,24 @@ fn run_as_user() {
     let r = "runAsUser=0";
     let uid = |u: i64| json!({ "runAsUser": u });
     run(vec![
-        case("pod", R, LATEST, C, with_pod_sc(spec_of(vec![ctr("a")]), uid(0)))
-            .fails(r, "pod must not set runAsUser=0"),
+        case(
+            "pod",
+            R,
+            LATEST,
+            C,
+            with_pod_sc(spec_of(vec![ctr("a")]), uid(0)),
+        )
+        .fails(r, "pod must not set runAsUser=0"),
         case(
             "two containers",
             R,
             v1(23),
             C,
-            spec_of(vec![ctr_sc("c", uid(0)), ctr_sc("x", uid(1000)), ctr_sc("d", uid(0))]),
+            spec_of(vec![
+                ctr_sc("c", uid(0)),
+                ctr_sc("x", uid(1000)),
+                ctr_sc("d", uid(0)),
+            ]),
         )
         .fails(r, r#"containers "c", "d" must not set runAsUser=0"#),
         case(
@@ -1433,9 +1593,22 @@ fn run_as_user() {
             with_pod_sc(spec_of(vec![ctr_sc("c", uid(0))]), uid(0)),
         )
         .fails(r, r#"pod and container "c" must not set runAsUser=0"#),
-        case("non-zero and unset", R, LATEST, C, with_pod_sc(spec_of(vec![ctr_sc("c", uid(1))]), uid(65534)))
-            .passes(),
-        case("absent before v1.23", R, v1(22), C, with_pod_sc(spec_of(vec![ctr("a")]), uid(0))).passes(),
+        case(
+            "non-zero and unset",
+            R,
+            LATEST,
+            C,
+            with_pod_sc(spec_of(vec![ctr_sc("c", uid(1))]), uid(65534)),
+        )
+        .passes(),
+        case(
+            "absent before v1.23",
+            R,
+            v1(22),
+            C,
+            with_pod_sc(spec_of(vec![ctr("a")]), uid(0)),
+        )
+        .passes(),
     ]);
 }
 
@@ -1454,7 +1627,8 @@ fn seccomp_profile_restricted() {
     use CheckId::SeccompProfileRestricted as C;
     let r = "seccompProfile";
     let sp = |t: &str| json!({ "seccompProfile": { "type": t } });
-    let localhost = json!({ "seccompProfile": { "type": "Localhost", "localhostProfile": "p.json" } });
+    let localhost =
+        json!({ "seccompProfile": { "type": "Localhost", "localhostProfile": "p.json" } });
     run(vec![
         case(
             "implicit: nothing set",
@@ -1535,7 +1709,11 @@ fn seccomp_profile_baseline_annotations_then_fields() {
     let r = "seccompProfile";
     let sp = |t: &str| json!({ "seccompProfile": { "type": t } });
     let unconfined_fields = with_pod_sc(
-        spec_of(vec![ctr_sc("c", sp("Unconfined")), ctr("x"), ctr_sc("d", sp("Unconfined"))]),
+        spec_of(vec![
+            ctr_sc("c", sp("Unconfined")),
+            ctr("x"),
+            ctr_sc("d", sp("Unconfined")),
+        ]),
         sp("Unconfined"),
     );
     let bad_annotations =
@@ -1615,7 +1793,8 @@ fn seccomp_profile_baseline_annotations_then_fields() {
 
 #[test]
 fn capabilities_baseline_and_restricted() {
-    let caps = |add: &[&str], drop: &[&str]| json!({ "capabilities": { "add": add, "drop": drop } });
+    let caps =
+        |add: &[&str], drop: &[&str]| json!({ "capabilities": { "add": add, "drop": drop } });
     let add = |a: &[&str]| json!({ "capabilities": { "add": a } });
     let rb = "non-default capabilities";
     let rr = "unrestricted capabilities";
@@ -1815,7 +1994,11 @@ fn reference_enforce_message_for_a_bare_pod() {
     assert_eq!(eval(&spec, Level::Privileged, LATEST), vec![]);
     // The minimal restricted pod passes.
     let minimal = with_pod_sc(
-        spec_lists(vec![good("initcontainer1")], vec![good("container1")], vec![]),
+        spec_lists(
+            vec![good("initcontainer1")],
+            vec![good("container1")],
+            vec![],
+        ),
         restricted_pod_sc(),
     );
     assert_eq!(eval(&minimal, R, LATEST), vec![]);
@@ -1905,14 +2088,20 @@ fn full_message_order_at_restricted_latest() {
         r#"would violate PodSecurity "restricted:v1.99": forbidden AppArmor profiles (container "c" and annotation must not set AppArmor profile type to "Unconfined", "container.apparmor.security.beta.kubernetes.io/c="unconfined"")"#
     );
     assert_eq!(eval_annotated(&annotations, &spec, R, v1(99)), violations);
-    assert_eq!(eval_annotated(&annotations, &spec, Level::Privileged, LATEST), vec![]);
+    assert_eq!(
+        eval_annotated(&annotations, &spec, Level::Privileged, LATEST),
+        vec![]
+    );
 }
 
 #[test]
 fn full_order_at_baseline_latest_and_old_restricted() {
     let (annotations, spec) = everything_wrong();
     let ids = |level, version| -> Vec<&'static str> {
-        eval_annotated(&annotations, &spec, level, version).iter().map(|v| v.check.as_str()).collect()
+        eval_annotated(&annotations, &spec, level, version)
+            .iter()
+            .map(|v| v.check.as_str())
+            .collect()
     };
     assert_eq!(
         ids(B, LATEST),
@@ -1956,7 +2145,10 @@ fn full_order_at_baseline_latest_and_old_restricted() {
         r#"non-default capabilities (container "c" must not include "SYS_ADMIN" in securityContext.capabilities.add), host namespaces (hostNetwork=true, hostPID=true, hostIPC=true)"#
     );
     assert_eq!(
-        would_violate_message(LevelVersion::new(B, v1(30)), &eval_annotated(&annotations, &spec, B, v1(30))[..1]),
+        would_violate_message(
+            LevelVersion::new(B, v1(30)),
+            &eval_annotated(&annotations, &spec, B, v1(30))[..1]
+        ),
         r#"would violate PodSecurity "baseline:v1.30": forbidden AppArmor profiles (container "c" and annotation must not set AppArmor profile type to "Unconfined", "container.apparmor.security.beta.kubernetes.io/c="unconfined"")"#
     );
 }
@@ -2029,25 +2221,4 @@ fn names_are_wrapped_without_escaping() {
         )
         .fails("forbidden sysctls", "kernel.\"ü\""),
     ]);
-}
-
-#[test]
-fn pod_level_sc_with_restricted_defaults_merges() {
-    // Guard for the helper used above: merged keys override the restricted pod defaults.
-    assert_eq!(
-        restricted_pod_sc_with(json!({ "runAsNonRoot": false })),
-        json!({ "runAsNonRoot": false, "seccompProfile": { "type": "RuntimeDefault" } })
-    );
-    let spec = with_pod_sc(
-        spec_of(vec![good("c")]),
-        restricted_pod_sc_with(json!({ "seccompProfile": { "type": "Unconfined" } })),
-    );
-    assert_eq!(
-        eval(&spec, R, LATEST),
-        vec![violation(
-            CheckId::SeccompProfileRestricted,
-            "seccompProfile",
-            r#"pod must not set securityContext.seccompProfile.type to "Unconfined""#,
-        )]
-    );
 }

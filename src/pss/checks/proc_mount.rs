@@ -16,11 +16,10 @@ pub(crate) fn check_restricted(pod: &PodUnderTest<'_>) -> Option<Failure> {
     let mut bad_containers = Vec::new();
     let mut bad_types = Vec::new();
     for c in visit(pod.spec) {
-        if let Some(proc_mount) = c.security_context.and_then(|sc| sc.proc_mount.as_ref()) {
-            if proc_mount != "Default" {
-                bad_containers.push(c.name);
-                bad_types.push(proc_mount.clone());
-            }
+        let proc_mount = c.security_context.and_then(|sc| sc.proc_mount.as_ref());
+        if let Some(proc_mount) = proc_mount.filter(|p| *p != "Default") {
+            bad_containers.push(c.name);
+            bad_types.push(proc_mount.clone());
         }
     }
     if bad_containers.is_empty() {

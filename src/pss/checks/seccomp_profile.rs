@@ -88,14 +88,12 @@ fn check_baseline_fields(pod: &PodUnderTest<'_>) -> Option<Failure> {
     }
     let mut bad_containers = Vec::new();
     for c in visit(pod.spec) {
-        if let Some(p) = c
+        let profile = c
             .security_context
-            .and_then(|sc| sc.seccomp_profile.as_ref())
-        {
-            if !allowed_type(p) {
-                bad_containers.push(c.name);
-                bad_values.push(p.type_.clone());
-            }
+            .and_then(|sc| sc.seccomp_profile.as_ref());
+        if let Some(p) = profile.filter(|p| !allowed_type(p)) {
+            bad_containers.push(c.name);
+            bad_values.push(p.type_.clone());
         }
     }
     let who = setters(pod_is_bad, &bad_containers);

@@ -1,0 +1,109 @@
+//! What pod-hardener adds to Pod Security messages: for each failed check, why hardening did not
+//! fix it (an explicit value, an opt-out, an API constraint) or why no mutation may fix it.
+
+use crate::harden::record::{Record, RecordedSkip};
+use crate::pss::{CheckId, Violation};
+
+/// The control that fixes a check, for checks a mutation may fix.
+fn control_for(check: CheckId) -> Option<&'static str> {
+    Some(match check {
+        CheckId::AllowPrivilegeEscalation => "allowPrivilegeEscalation",
+        CheckId::CapabilitiesBaseline | CheckId::CapabilitiesRestricted => "capabilities",
+        CheckId::RunAsNonRoot => "runAsNonRoot",
+        CheckId::RunAsUser => "runAsUser",
+        CheckId::SeccompProfileBaseline | CheckId::SeccompProfileRestricted => "seccompProfile",
+        CheckId::ProcMount | CheckId::ProcMountRestricted => "procMount",
+        _ => return None,
+    })
+}
+
+/// Why no mutation may fix a check.
+fn never_fixable(check: CheckId) -> Option<&'static str> {
+    Some(match check {
+        CheckId::HostNamespaces => {
+            "host namespaces are a host-level requirement; remove hostNetwork/hostPID/hostIPC"
+        }
+        CheckId::HostPathVolumes | CheckId::RestrictedVolumes => {
+            "the storage cannot be swapped without breaking the app; use an allowed volume type"
+        }
+        CheckId::HostPorts => {
+            "a hostPort decides how clients reach the pod; remove it or use a Service"
+        }
+        CheckId::HostProbesAndHostLifecycle => {
+            "clearing the host would retarget the probe or hook; remove the host field"
+        }
+        CheckId::Sysctls => {
+            "the workload asked for these kernel settings; remove the forbidden sysctls"
+        }
+        CheckId::WindowsHostProcess => "a HostProcess container is host-privileged by definition",
+        CheckId::Privileged => "the workload asked for full host access; remove privileged: true",
+        CheckId::AppArmorProfile => {
+            "pod-hardener never changes AppArmor profiles; use RuntimeDefault or Localhost"
+        }
+        CheckId::SeLinuxOptions => {
+            "pod-hardener never changes SELinux options; remove the forbidden options"
+        }
+        _ => return None,
+    })
+}
+
+fn describe_skip(s: &RecordedSkip) -> String {
+    let why = match s.reason.as_str() {
+        "explicit-value" => "explicit value left alone in fill mode",
+        "opt-out" => "opted out with pod-hardener.io/skip",
+        "windows" => "not valid on Windows pods",
+        "api-invalid" => "the API server would reject the change",
+        "conflict" => "the kubelet could not start the pod with it",
+        "immutable" => "cannot change in this request",
+        "level" => "not applied at this namespace's level",
+        other => other,
+    };
+    match &s.detail {
+        Some(d) => format!("{} on {}: {why} ({d})", s.control, s.target),
+        None => format!("{} on {}: {why}", s.control, s.target),
+    }
+}
+
+/// The explanation for `violations`, given the record of what hardening did (`None` when the
+/// pod was not hardened). Empty when there is nothing to add.
+pub fn could_not_fix(violations: &[Violation], record: Option<&Record>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut unhardened: Vec<&str> = Vec::new();
+    for v in violations {
+        if let Some(why) = never_fixable(v.check) {
+            parts.push(format!("{} ({why})", v.check));
+            continue;
+        }
+        let Some(control) = control_for(v.check) else {
+            continue;
+        };
+        let Some(record) = record else {
+            unhardened.push(v.check.as_str());
+            continue;
+        };
+        let skips: Vec<String> = record
+            .skips
+            .iter()
+            .filter(|s| s.control == control)
+            .map(describe_skip)
+            .collect();
+        if skips.is_empty() {
+            parts.push(format!(
+                "{} (not covered by the hardening profile)",
+                v.check
+            ));
+        } else {
+            parts.push(format!("{} ({})", v.check, skips.join("; ")));
+        }
+    }
+    if !unhardened.is_empty() {
+        parts.push(format!(
+            "{} (the pod was not hardened: pod-hardener's mutating webhook did not run, or the namespace's mode is shadow or off)",
+            unhardened.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("pod-hardener could not fix: {}", parts.join(", "))
+}

@@ -1,0 +1,149 @@
+//! AdmissionReview in, AdmissionReview out: the webhook's decisions, pure apart from the
+//! namespace policy the caller looks up first.
+//!
+//! - [`review`]: the wire format (decode, encode).
+//! - [`mutate`]: `/mutate`, hardening Pods on CREATE and new ephemeral containers.
+//! - [`validate`]: `/validate`, Pod Security Admission's decisions plus what pod-hardener could
+//!   not fix and why.
+//! - [`explain`]: the "could not fix" part of messages.
+
+pub mod explain;
+pub mod mutate;
+pub mod review;
+pub mod validate;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::harden::{Control, HardeningSettings};
+use crate::pss::CheckId;
+
+pub use review::{AdmissionRequest, AdmissionResponse, Operation, decode};
+
+/// Who and what is exempt from Pod Security, as in PSA's `PodSecurityConfiguration.exemptions`.
+/// Exempt requests are neither hardened nor checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Exemptions {
+    /// Requesting users (exact match). Pods created by a controller are requested by the
+    /// controller's service account, not by the user who created the workload.
+    pub usernames: BTreeSet<String>,
+    /// `spec.runtimeClassName` values.
+    pub runtime_class_names: BTreeSet<String>,
+    /// Namespaces.
+    pub namespaces: BTreeSet<String>,
+}
+
+/// What the admission decisions depend on besides the namespace policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    /// Hardening profiles and values.
+    pub hardening: HardeningSettings,
+    /// Exemptions.
+    pub exemptions: Exemptions,
+}
+
+/// How a request was decided, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Decision {
+    /// Allowed without changes.
+    Allowed,
+    /// Allowed with a patch.
+    Patched,
+    /// Allowed; shadow mode computed a patch that was not sent.
+    Shadowed,
+    /// Allowed, with warnings about violations.
+    Warned,
+    /// Denied by policy.
+    Denied,
+    /// Exempt.
+    Exempt,
+    /// Malformed request.
+    Invalid,
+}
+
+impl Decision {
+    /// The label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Patched => "patched",
+            Decision::Shadowed => "shadow",
+            Decision::Warned => "warned",
+            Decision::Denied => "denied",
+            Decision::Exempt => "exempt",
+            Decision::Invalid => "invalid",
+        }
+    }
+
+    /// Every decision, for metrics.
+    pub const ALL: [Decision; 7] = [
+        Decision::Allowed,
+        Decision::Patched,
+        Decision::Shadowed,
+        Decision::Warned,
+        Decision::Denied,
+        Decision::Exempt,
+        Decision::Invalid,
+    ];
+}
+
+/// A decided request: the response and what the server logs and counts about it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The response to send.
+    pub response: AdmissionResponse,
+    /// How it was decided.
+    pub decision: Decision,
+    /// Controls that changed something (or would have, in shadow mode).
+    pub changes: Vec<Control>,
+    /// Checks that failed at the enforce level.
+    pub violations: Vec<CheckId>,
+}
+
+impl Outcome {
+    fn new(response: AdmissionResponse, decision: Decision) -> Self {
+        Outcome {
+            response,
+            decision,
+            changes: Vec::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    /// An allowed request with no changes.
+    pub fn allowed(uid: &str) -> Self {
+        Outcome::new(AdmissionResponse::allow(uid), Decision::Allowed)
+    }
+
+    /// A malformed request.
+    pub fn invalid(response: AdmissionResponse) -> Self {
+        Outcome::new(response, Decision::Invalid)
+    }
+}
+
+/// Pod subresources PSA never evaluates.
+pub(crate) const IGNORED_POD_SUBRESOURCES: [&str; 8] = [
+    "exec",
+    "attach",
+    "binding",
+    "eviction",
+    "log",
+    "portforward",
+    "proxy",
+    "status",
+];
+
+/// `spec.runtimeClassName` of an object's pod spec, read without a full parse.
+pub(crate) fn runtime_class_name(spec: Option<&Value>) -> Option<&str> {
+    spec?.get("runtimeClassName")?.as_str()
+}
+
+/// Whether the request is for core/v1 Pods.
+pub(crate) fn is_pod(req: &AdmissionRequest) -> bool {
+    req.resource.group.is_empty() && req.resource.resource == "pods"
+}
+
+#[cfg(test)]
+mod tests;

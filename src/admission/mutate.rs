@@ -1,0 +1,152 @@
+//! `/mutate`: harden Pods on CREATE, and new ephemeral containers on UPDATE of the
+//! `pods/ephemeralcontainers` subresource. Every other request is allowed unchanged: pod
+//! security fields are immutable after create, so patching other updates would brick pods.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
+use crate::harden::{self, Control, OptOuts, Profile, RecordPlacement, Scope};
+use crate::policy::{HardenMode, NamespacePolicy};
+use crate::pss;
+use crate::workload::{self, WorkloadKind};
+
+/// The audit annotation with the record of a hardened pod.
+pub const AUDIT_HARDENED: &str = "hardened";
+/// The audit annotation with what shadow mode would have changed.
+pub const AUDIT_SHADOW: &str = "shadow";
+
+/// Decides a `/mutate` request.
+pub fn mutate(
+    req: &AdmissionRequest,
+    policy: &NamespacePolicy,
+    settings: &AdmissionSettings,
+) -> Outcome {
+    let scope_names: BTreeSet<String>;
+    let (scope, placement) = match (req.operation, req.sub_resource.as_deref()) {
+        _ if !super::is_pod(req) => return Outcome::allowed(&req.uid),
+        (Operation::Create, None) => (Scope::Create, RecordPlacement::Annotation),
+        (Operation::Update, Some("ephemeralcontainers")) => {
+            scope_names = ephemeral_names(req.old_object.as_ref());
+            (
+                Scope::NewEphemeralContainers(&scope_names),
+                RecordPlacement::Elsewhere,
+            )
+        }
+        _ => return Outcome::allowed(&req.uid),
+    };
+    let Some(object) = req.object.as_ref() else {
+        return Outcome::invalid(AdmissionResponse::bad_request(
+            &req.uid,
+            "the request has no object".into(),
+        ));
+    };
+    if policy.mode == HardenMode::Off || is_exempt(req, object, settings) {
+        return Outcome::allowed(&req.uid);
+    }
+    let parts = match workload::extract(WorkloadKind::Pod, object) {
+        Ok(parts) => parts,
+        Err(e) => return Outcome::invalid(AdmissionResponse::bad_request(&req.uid, e.to_string())),
+    };
+    let profile = Profile::for_level(policy.enforce.level, &settings.hardening);
+    let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
+    let hardening = harden::harden(
+        object,
+        WorkloadKind::Pod,
+        &parts,
+        &profile,
+        &opt_outs,
+        scope,
+        placement,
+    );
+
+    let mut rsp = AdmissionResponse::allow(&req.uid);
+    rsp.warnings
+        .extend(hardening.plan.annotation_errors.iter().cloned());
+    let changed: Vec<Control> = distinct_controls(&hardening.plan);
+    let shadow = policy.mode == HardenMode::Shadow;
+    if let Some((_, json)) = &hardening.record {
+        let key = if shadow { AUDIT_SHADOW } else { AUDIT_HARDENED };
+        rsp.audit_annotations.insert(key.to_owned(), json.clone());
+    }
+    if !changed.is_empty() {
+        let names: Vec<&str> = changed.iter().map(|c| c.as_str()).collect();
+        let verb = if shadow {
+            "pod-hardener (shadow mode) would set"
+        } else {
+            "pod-hardener set"
+        };
+        rsp.warnings.push(format!("{verb}: {}", names.join(", ")));
+    }
+    // Shadow mode sends no patch, so the pod is judged as it is.
+    let sent = if shadow {
+        json_patch::Patch(Vec::new())
+    } else {
+        hardening.patch.clone()
+    };
+    if let Some(warning) = still_denied(object, &sent, policy) {
+        rsp.warnings.push(warning);
+    }
+    let decision = match (changed.is_empty(), shadow) {
+        (true, _) => Decision::Allowed,
+        (false, true) => Decision::Shadowed,
+        (false, false) => {
+            rsp = rsp.with_patch(&sent);
+            Decision::Patched
+        }
+    };
+    Outcome {
+        response: rsp,
+        decision,
+        changes: changed,
+        violations: Vec::new(),
+    }
+}
+
+fn is_exempt(req: &AdmissionRequest, object: &Value, settings: &AdmissionSettings) -> bool {
+    let ex = &settings.exemptions;
+    req.namespace
+        .as_ref()
+        .is_some_and(|ns| ex.namespaces.contains(ns))
+        || ex.usernames.contains(&req.user_info.username)
+        || super::runtime_class_name(object.get("spec"))
+            .is_some_and(|rc| ex.runtime_class_names.contains(rc))
+}
+
+fn ephemeral_names(old: Option<&Value>) -> BTreeSet<String> {
+    old.and_then(|o| o.pointer("/spec/ephemeralContainers"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name")?.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn distinct_controls(plan: &harden::Plan) -> Vec<Control> {
+    let set: BTreeSet<Control> = plan.changes.iter().map(|c| c.control).collect();
+    set.into_iter().collect()
+}
+
+/// A warning when the pod, as hardened, will still be denied at the enforce level.
+fn still_denied(
+    object: &Value,
+    patch: &json_patch::Patch,
+    policy: &NamespacePolicy,
+) -> Option<String> {
+    if policy.enforce.level == pss::Level::Privileged {
+        return None;
+    }
+    let mut hardened = object.clone();
+    json_patch::patch(&mut hardened, &patch.0).ok()?;
+    let parts = workload::extract(WorkloadKind::Pod, &hardened).ok()?;
+    let violations = pss::evaluate(&parts.metadata, &parts.spec, policy.enforce);
+    if violations.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "pod-hardener: this pod will still be denied by PodSecurity {}: {}",
+        pss::go_quote(&policy.enforce.to_string()),
+        pss::aggregate_reasons(&violations)
+    ))
+}

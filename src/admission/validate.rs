@@ -1,0 +1,365 @@
+//! `/validate`: Pod Security Admission's decisions at the namespace's levels, with PSA's exact
+//! messages plus what pod-hardener could not fix and why. Pods are enforced; workload resources
+//! get warnings only, computed on their template as it will look after hardening.
+
+use serde_json::Value;
+
+use super::explain::could_not_fix;
+use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
+use crate::harden::{self, OptOuts, Profile, RecordPlacement, Scope, record::Record};
+use crate::policy::{HardenMode, NamespacePolicy};
+use crate::pss::{self, Level, LevelVersion, Violation};
+use crate::workload::{self, PodParts, WorkloadKind};
+
+/// Audit annotation keys, as PSA names them (the API server prefixes the webhook name).
+pub const AUDIT_ENFORCE_POLICY: &str = "enforce-policy";
+/// Audit annotation with the audit level's violations.
+pub const AUDIT_VIOLATIONS: &str = "audit-violations";
+/// Audit annotation naming an exemption.
+pub const AUDIT_EXEMPT: &str = "exempt";
+/// Audit annotation for label errors.
+pub const AUDIT_ERROR: &str = "error";
+
+/// Decides a `/validate` request.
+pub fn validate(
+    req: &AdmissionRequest,
+    policy: &NamespacePolicy,
+    settings: &AdmissionSettings,
+) -> Outcome {
+    if matches!(req.operation, Operation::Delete | Operation::Connect) {
+        return Outcome::allowed(&req.uid);
+    }
+    if super::is_pod(req) {
+        return validate_pod(req, policy, settings);
+    }
+    let kind = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind);
+    match kind {
+        Some(kind) if kind != WorkloadKind::Pod && req.sub_resource.is_none() => {
+            validate_workload(req, kind, policy, settings)
+        }
+        _ => Outcome::allowed(&req.uid),
+    }
+}
+
+fn exemption(req: &AdmissionRequest, settings: &AdmissionSettings) -> Option<&'static str> {
+    let ex = &settings.exemptions;
+    if req
+        .namespace
+        .as_ref()
+        .is_some_and(|ns| ex.namespaces.contains(ns))
+    {
+        return Some("namespace");
+    }
+    if ex.usernames.contains(&req.user_info.username) {
+        return Some("user");
+    }
+    None
+}
+
+fn exempt(uid: &str, what: &str) -> Outcome {
+    let mut rsp = AdmissionResponse::allow(uid);
+    rsp.audit_annotations
+        .insert(AUDIT_EXEMPT.to_owned(), what.to_owned());
+    Outcome {
+        response: rsp,
+        decision: Decision::Exempt,
+        changes: Vec::new(),
+        violations: Vec::new(),
+    }
+}
+
+/// Evaluations cached per level and version, as PSA does, since warn and audit usually equal
+/// enforce.
+struct Evaluations<'a> {
+    parts: &'a PodParts,
+    cache: Vec<(LevelVersion, Vec<Violation>)>,
+}
+
+impl<'a> Evaluations<'a> {
+    fn new(parts: &'a PodParts) -> Self {
+        Evaluations {
+            parts,
+            cache: Vec::with_capacity(3),
+        }
+    }
+
+    fn at(&mut self, lv: LevelVersion) -> &[Violation] {
+        let index = match self.cache.iter().position(|(k, _)| *k == lv) {
+            Some(i) => i,
+            None => {
+                let v = pss::evaluate(&self.parts.metadata, &self.parts.spec, lv);
+                self.cache.push((lv, v));
+                self.cache.len() - 1
+            }
+        };
+        &self.cache[index].1
+    }
+}
+
+fn validate_pod(
+    req: &AdmissionRequest,
+    policy: &NamespacePolicy,
+    settings: &AdmissionSettings,
+) -> Outcome {
+    if req
+        .sub_resource
+        .as_deref()
+        .is_some_and(|s| super::IGNORED_POD_SUBRESOURCES.contains(&s))
+    {
+        return Outcome::allowed(&req.uid);
+    }
+    if let Some(what) = exemption(req, settings) {
+        return exempt(&req.uid, what);
+    }
+    if policy.is_fully_privileged() {
+        let mut rsp = AdmissionResponse::allow(&req.uid);
+        rsp.audit_annotations
+            .insert(AUDIT_ENFORCE_POLICY.to_owned(), policy.enforce.to_string());
+        return Outcome {
+            response: rsp,
+            decision: Decision::Allowed,
+            changes: Vec::new(),
+            violations: Vec::new(),
+        };
+    }
+    let Some(object) = req.object.as_ref() else {
+        return Outcome::invalid(AdmissionResponse::bad_request(
+            &req.uid,
+            "the request has no object".into(),
+        ));
+    };
+    let parts = match workload::extract(WorkloadKind::Pod, object) {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome::invalid(AdmissionResponse::bad_request(
+                &req.uid,
+                format!("failed to decode pod: {e}"),
+            ));
+        }
+    };
+    if req.operation == Operation::Update && !is_significant_update(object, req.old_object.as_ref())
+    {
+        return Outcome::allowed(&req.uid);
+    }
+    if let Some(rc) = parts
+        .spec
+        .runtime_class_name
+        .as_ref()
+        .filter(|rc| settings.exemptions.runtime_class_names.contains(*rc))
+    {
+        let _ = rc;
+        return exempt(&req.uid, "runtimeClass");
+    }
+    let mut evaluations = Evaluations::new(&parts);
+    let mut rsp = AdmissionResponse::allow(&req.uid);
+    rsp.audit_annotations
+        .insert(AUDIT_ENFORCE_POLICY.to_owned(), policy.enforce.to_string());
+    if !policy.label_errors.is_empty() {
+        rsp.audit_annotations.insert(
+            AUDIT_ERROR.to_owned(),
+            format!("Failed to parse policy: {}", policy.label_errors.join("; ")),
+        );
+    }
+    let enforce = evaluations.at(policy.enforce).to_vec();
+    if !enforce.is_empty() {
+        let record = parts
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(harden::RECORD_ANNOTATION))
+            .and_then(|s| serde_json::from_str::<Record>(s).ok());
+        let mut message = pss::violates_message(policy.enforce, &enforce);
+        let extra = could_not_fix(&enforce, record.as_ref());
+        if !extra.is_empty() {
+            message.push_str("; ");
+            message.push_str(&extra);
+        }
+        let mut denied = AdmissionResponse::forbid(&req.uid, message);
+        denied.audit_annotations = std::mem::take(&mut rsp.audit_annotations);
+        add_audit(&mut denied, policy, &mut evaluations);
+        let checks = enforce.iter().map(|v| v.check).collect();
+        return Outcome {
+            response: denied,
+            decision: Decision::Denied,
+            changes: Vec::new(),
+            violations: checks,
+        };
+    }
+    add_audit(&mut rsp, policy, &mut evaluations);
+    let warned = add_warning(&mut rsp, policy, &mut evaluations);
+    let decision = if warned {
+        Decision::Warned
+    } else {
+        Decision::Allowed
+    };
+    Outcome {
+        response: rsp,
+        decision,
+        changes: Vec::new(),
+        violations: Vec::new(),
+    }
+}
+
+fn add_audit(
+    rsp: &mut AdmissionResponse,
+    policy: &NamespacePolicy,
+    evaluations: &mut Evaluations<'_>,
+) {
+    if policy.audit.level == Level::Privileged {
+        return;
+    }
+    let violations = evaluations.at(policy.audit);
+    if !violations.is_empty() {
+        rsp.audit_annotations.insert(
+            AUDIT_VIOLATIONS.to_owned(),
+            pss::would_violate_message(policy.audit, violations),
+        );
+    }
+}
+
+fn add_warning(
+    rsp: &mut AdmissionResponse,
+    policy: &NamespacePolicy,
+    evaluations: &mut Evaluations<'_>,
+) -> bool {
+    if policy.warn.level == Level::Privileged {
+        return false;
+    }
+    let violations = evaluations.at(policy.warn);
+    if violations.is_empty() {
+        return false;
+    }
+    rsp.warnings
+        .push(pss::would_violate_message(policy.warn, violations));
+    true
+}
+
+/// PSA's `isSignificantPodUpdate`: only changes to the set of containers or their images are
+/// re-evaluated; every other update of a pod is allowed.
+fn is_significant_update(new: &Value, old: Option<&Value>) -> bool {
+    let Some(old) = old else { return true };
+    let list = |v: &Value, field: &str| -> Vec<(Option<String>, Option<String>)> {
+        v.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned);
+                (s("name"), s("image"))
+            })
+            .collect()
+    };
+    let changed = |field: &str| list(new, field) != list(old, field);
+    // Ephemeral containers can only be added or have their image changed, so any difference
+    // in the (name, image) list is significant, as in PSA.
+    changed("containers") || changed("initContainers") || changed("ephemeralContainers")
+}
+
+fn validate_workload(
+    req: &AdmissionRequest,
+    kind: WorkloadKind,
+    policy: &NamespacePolicy,
+    settings: &AdmissionSettings,
+) -> Outcome {
+    if let Some(what) = exemption(req, settings) {
+        return exempt(&req.uid, what);
+    }
+    if policy.warn.level == Level::Privileged && policy.audit.level == Level::Privileged {
+        return Outcome::allowed(&req.uid);
+    }
+    let Some(object) = req.object.as_ref() else {
+        return Outcome::allowed(&req.uid);
+    };
+    // Workloads are never denied: a template that cannot be read is reported, as PSA does.
+    let mut rsp = AdmissionResponse::allow(&req.uid);
+    let parts = match workload::extract(kind, object) {
+        Ok(p) => p,
+        Err(e) => {
+            rsp.audit_annotations
+                .insert(AUDIT_ERROR.to_owned(), e.to_string());
+            return Outcome {
+                response: rsp,
+                decision: Decision::Allowed,
+                changes: Vec::new(),
+                violations: Vec::new(),
+            };
+        }
+    };
+    if parts
+        .spec
+        .runtime_class_name
+        .as_ref()
+        .is_some_and(|rc| settings.exemptions.runtime_class_names.contains(rc))
+    {
+        return exempt(&req.uid, "runtimeClass");
+    }
+    // The template as the controller's Pods will look after /mutate hardens them.
+    let (as_hardened, record) = if policy.mode == HardenMode::Harden {
+        let profile = Profile::for_level(policy.enforce.level, &settings.hardening);
+        let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
+        let h = harden::harden(
+            object,
+            kind,
+            &parts,
+            &profile,
+            &opt_outs,
+            Scope::Create,
+            RecordPlacement::Annotation,
+        );
+        let mut hardened = object.clone();
+        let parts = match json_patch::patch(&mut hardened, &h.patch.0)
+            .ok()
+            .and_then(|()| workload::extract(kind, &hardened).ok())
+        {
+            Some(p) => p,
+            None => parts,
+        };
+        let record = h.record.map(|(r, _)| r).or_else(|| existing_record(&parts));
+        (parts, record)
+    } else {
+        let record = existing_record(&parts);
+        (parts, record)
+    };
+    let mut evaluations = Evaluations::new(&as_hardened);
+    add_audit(&mut rsp, policy, &mut evaluations);
+    let mut decision = Decision::Allowed;
+    let mut checks = Vec::new();
+    // The enforce level is what will deny the Pods, so warn about it even when warn is lower.
+    for lv in [policy.enforce, policy.warn] {
+        if lv.level == Level::Privileged {
+            continue;
+        }
+        let violations = evaluations.at(lv).to_vec();
+        if violations.is_empty() {
+            continue;
+        }
+        let mut message = pss::would_violate_message(lv, &violations);
+        let extra = could_not_fix(&violations, record.as_ref());
+        if !extra.is_empty() {
+            message.push_str("; ");
+            message.push_str(&extra);
+        }
+        if !rsp.warnings.contains(&message) {
+            rsp.warnings.push(message);
+        }
+        decision = Decision::Warned;
+        if lv == policy.enforce {
+            checks = violations.iter().map(|v| v.check).collect();
+        }
+    }
+    Outcome {
+        response: rsp,
+        decision,
+        changes: Vec::new(),
+        violations: checks,
+    }
+}
+
+fn existing_record(parts: &PodParts) -> Option<Record> {
+    parts
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(harden::RECORD_ANNOTATION))
+        .and_then(|s| serde_json::from_str(s).ok())
+}

@@ -1,0 +1,393 @@
+//! The configuration: one YAML file (every field optional, with the defaults below) plus flags
+//! and environment variables, validated into one [`Config`]. An invalid value fails at startup
+//! with the field's name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::admission::{AdmissionSettings, Exemptions};
+use crate::harden::HardeningSettings;
+use crate::policy::{DefaultPolicy, Defaults};
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for the schema (the message names the field).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the field.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {field}: {message}")]
+    Invalid {
+        /// The field, e.g. `limits.maxBodyBytes`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A duration written as `500ms`, `5s`, `2m` or `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 5s, 2m"))?;
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: the unit must be ms, s, m or h"
+                ));
+            }
+        };
+        Ok(HumanDuration(d))
+    }
+}
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `tls`: the serving certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often the files are compared with what is loaded.
+    pub reload_interval: HumanDuration,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            cert_file: "/etc/pod-hardener/tls/tls.crt".into(),
+            key_file: "/etc/pod-hardener/tls/tls.key".into(),
+            reload_interval: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// `limits`: every wait and buffer of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body; 413 beyond it.
+    pub max_body_bytes: usize,
+    /// Most open connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// TLS handshake deadline.
+    pub handshake_timeout: HumanDuration,
+    /// Deadline to receive a request's headers.
+    pub header_read_timeout: HumanDuration,
+    /// Deadline to receive a request's body and answer it.
+    pub request_timeout: HumanDuration,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// On SIGTERM, how long in-flight requests may take before connections are closed.
+    pub drain_timeout: HumanDuration,
+    /// Deadline of the GET for a namespace missing from the cache.
+    pub namespace_lookup_timeout: HumanDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // An object may be 3 MiB and an UPDATE review carries it twice.
+            max_body_bytes: 8 * 1024 * 1024,
+            max_connections: 1024,
+            handshake_timeout: HumanDuration(Duration::from_secs(5)),
+            header_read_timeout: HumanDuration(Duration::from_secs(5)),
+            request_timeout: HumanDuration(Duration::from_secs(10)),
+            idle_timeout: HumanDuration(Duration::from_secs(90)),
+            drain_timeout: HumanDuration(Duration::from_secs(20)),
+            namespace_lookup_timeout: HumanDuration(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// Where namespace labels come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceSource {
+    /// The cluster if one is reachable (in-cluster or KUBECONFIG), else the static default.
+    #[default]
+    Auto,
+    /// The cluster; startup fails without one.
+    Cluster,
+    /// The static default policy for every namespace.
+    Static,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `pod_hardener=debug`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The configuration file's schema. Every field is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ConfigFile {
+    /// HTTPS address of `/mutate`, `/validate`, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+    /// Plain-HTTP address of `/metrics`, `/healthz`, `/readyz`; `null` disables it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The serving certificate.
+    pub tls: TlsSettings,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Where namespace labels come from.
+    pub namespace_source: NamespaceSource,
+    /// The policy of namespaces without labels (and of every namespace without a cluster).
+    pub default_policy: DefaultPolicy,
+    /// Hardening profiles.
+    pub hardening: HardeningSettings,
+    /// Exemptions from hardening and validation.
+    pub exemptions: Exemptions,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
+            tls: TlsSettings::default(),
+            limits: Limits::default(),
+            namespace_source: NamespaceSource::Auto,
+            default_policy: DefaultPolicy::default(),
+            hardening: HardeningSettings::default(),
+            exemptions: Exemptions::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file's content after flags and environment were applied.
+    pub file: ConfigFile,
+    /// The parsed default policy.
+    pub defaults: Defaults,
+    /// What admission decisions need.
+    pub admission: AdmissionSettings,
+}
+
+impl ConfigFile {
+    /// Reads a YAML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        ConfigFile::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses YAML text; the error names the field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(ConfigFile::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value and builds the [`Config`].
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let invalid = |field, message: &str| ConfigError::Invalid {
+            field,
+            message: message.to_owned(),
+        };
+        let l = &self.limits;
+        if l.max_body_bytes < 1024 {
+            return Err(invalid("limits.maxBodyBytes", "must be at least 1024"));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.maxConnections", "must be at least 1"));
+        }
+        for (field, d) in [
+            ("limits.handshakeTimeout", l.handshake_timeout),
+            ("limits.headerReadTimeout", l.header_read_timeout),
+            ("limits.requestTimeout", l.request_timeout),
+            ("limits.idleTimeout", l.idle_timeout),
+            ("limits.drainTimeout", l.drain_timeout),
+            ("limits.namespaceLookupTimeout", l.namespace_lookup_timeout),
+            ("tls.reloadInterval", self.tls.reload_interval),
+        ] {
+            if d.0.is_zero() {
+                return Err(invalid(field, "must be greater than zero"));
+            }
+        }
+        if let Some(limit) = &self.hardening.tmp_size_limit
+            && (limit.is_empty() || !limit.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            return Err(invalid(
+                "hardening.tmpSizeLimit",
+                "must be a quantity such as 64Mi",
+            ));
+        }
+        let defaults = self
+            .default_policy
+            .parse()
+            .map_err(|message| ConfigError::Invalid {
+                field: "defaultPolicy",
+                message,
+            })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            ConfigError::Invalid {
+                field: "log.level",
+                message: e.to_string(),
+            }
+        })?;
+        let admission = AdmissionSettings {
+            hardening: self.hardening.clone(),
+            exemptions: self.exemptions.clone(),
+        };
+        Ok(Config {
+            file: self,
+            defaults,
+            admission,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let c = ConfigFile::parse("").unwrap().validate().unwrap();
+        assert_eq!(c.file, ConfigFile::default());
+        assert_eq!(c.defaults.enforce.to_string(), "restricted:latest");
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let c = ConfigFile::parse(
+            r#"
+listen: 127.0.0.1:9443
+metricsListen: null
+tls: {certFile: /a.crt, keyFile: /a.key, reloadInterval: 500ms}
+limits: {maxBodyBytes: 2048, drainTimeout: 1m}
+namespaceSource: static
+defaultPolicy: {enforce: baseline, mode: shadow}
+hardening: {mode: override, baseline: [seccompProfile], runAsUser: 1000, tmpSizeLimit: 64Mi}
+exemptions: {usernames: [admin], namespaces: [kube-system], runtimeClassNames: [kata]}
+log: {format: json, level: debug}
+"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(c.file.listen.to_string(), "127.0.0.1:9443");
+        assert_eq!(c.file.metrics_listen, None);
+        assert_eq!(c.file.tls.reload_interval.0, Duration::from_millis(500));
+        assert_eq!(c.file.limits.drain_timeout.0, Duration::from_secs(60));
+        assert_eq!(c.defaults.enforce.to_string(), "baseline:latest");
+        assert_eq!(c.admission.hardening.run_as_user, Some(1000));
+        assert!(c.admission.exemptions.runtime_class_names.contains("kata"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (yaml, field) in [
+            ("listen: nowhere", "listen"),
+            ("limits: {maxBodyBytes: 10}", "limits.maxBodyBytes"),
+            (
+                "limits: {idleTimeout: 5 parsecs}",
+                "limits: invalid duration \"5 parsecs\"",
+            ),
+            ("limits: {drainTimeout: 0s}", "limits.drainTimeout"),
+            ("defaultPolicy: {enforce: strict}", "defaultPolicy"),
+            ("hardening: {restricted: [readOnly]}", "readOnly"),
+            ("hardening: {tmpSizeLimit: lots}", "hardening.tmpSizeLimit"),
+            ("tls: {certfile: /x}", "certfile"),
+            ("log: {level: '[[['}", "log.level"),
+        ] {
+            let err = ConfigFile::parse(yaml).and_then(|f| f.validate().map_err(|e| e.to_string()));
+            let err = err.expect_err(yaml);
+            assert!(err.contains(field), "{yaml}: {err}");
+        }
+    }
+}
