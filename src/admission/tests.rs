@@ -1,1 +1,442 @@
+//! Decision tests of `/mutate` and `/validate` over built AdmissionRequests. Patches are checked
+//! by applying them.
 
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::policy::{DefaultPolicy, HardenMode, NamespacePolicy};
+use crate::pss::{self, LevelVersion};
+
+fn request(
+    operation: &str,
+    kind: (&str, &str, &str),
+    object: Value,
+    old: Option<Value>,
+) -> AdmissionRequest {
+    let (group, k, resource) = kind;
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "uid-1", "kind": {"group": group, "version": "v1", "kind": k},
+            "resource": {"group": group, "version": "v1", "resource": resource},
+            "name": object["metadata"]["name"], "namespace": "team", "operation": operation,
+            "userInfo": {"username": "alice"}, "object": object, "oldObject": old
+        }
+    });
+    decode(&serde_json::to_vec(&body).unwrap()).unwrap()
+}
+
+const POD: (&str, &str, &str) = ("", "Pod", "pods");
+const DEPLOYMENT: (&str, &str, &str) = ("apps", "Deployment", "deployments");
+
+fn pod(containers: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "team"}, "spec": {"containers": containers}})
+}
+
+fn plain_pod() -> Value {
+    pod(json!([{"name": "app", "image": "app:1"}]))
+}
+
+fn policy(labels: &[(&str, &str)]) -> NamespacePolicy {
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    NamespacePolicy::from_labels(Some(&labels), &DefaultPolicy::default().parse().unwrap())
+}
+
+fn restricted() -> NamespacePolicy {
+    policy(&[("pod-security.kubernetes.io/enforce", "restricted")])
+}
+
+fn apply(object: &Value, rsp: &AdmissionResponse) -> Value {
+    let mut out = object.clone();
+    if let Some(patch) = &rsp.patch {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(patch)
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+        json_patch::patch(&mut out, &patch.0).unwrap();
+    }
+    out
+}
+
+fn allowed_at(object: &Value, lv: LevelVersion) -> bool {
+    let parts = crate::workload::extract(crate::workload::WorkloadKind::Pod, object).unwrap();
+    pss::evaluate(&parts.metadata, &parts.spec, lv).is_empty()
+}
+
+#[test]
+fn mutate_hardens_a_pod_create_so_validate_admits_it() {
+    let req = request("CREATE", POD, plain_pod(), None);
+    let out = mutate::mutate(&req, &restricted(), &AdmissionSettings::default());
+    assert_eq!(out.decision, Decision::Patched);
+    assert_eq!(out.response.uid, "uid-1");
+    assert_eq!(out.response.patch_type, Some("JSONPatch"));
+    let hardened = apply(req.object.as_ref().unwrap(), &out.response);
+    assert!(allowed_at(&hardened, LevelVersion::restricted_latest()));
+    assert!(
+        out.response
+            .audit_annotations
+            .contains_key(mutate::AUDIT_HARDENED)
+    );
+    assert_eq!(
+        out.response.warnings,
+        [
+            "pod-hardener set: runAsNonRoot, seccompProfile, allowPrivilegeEscalation, capabilities, readOnlyRootFilesystem, tmpVolume"
+        ]
+    );
+
+    let req = request("CREATE", POD, hardened, None);
+    let out = validate::validate(&req, &restricted(), &AdmissionSettings::default());
+    assert!(out.response.allowed, "{:?}", out.response);
+    assert_eq!(
+        out.response.audit_annotations["enforce-policy"],
+        "restricted:latest"
+    );
+}
+
+#[test]
+fn mutate_leaves_other_requests_alone() {
+    let settings = AdmissionSettings::default();
+    for (operation, sub) in [
+        ("UPDATE", None),
+        ("DELETE", None),
+        ("CREATE", Some("binding")),
+        ("UPDATE", Some("status")),
+    ] {
+        let mut req = request(operation, POD, plain_pod(), Some(plain_pod()));
+        req.sub_resource = sub.map(str::to_owned);
+        let out = mutate::mutate(&req, &restricted(), &settings);
+        assert_eq!(
+            (out.decision, out.response.patch.is_none()),
+            (Decision::Allowed, true),
+            "{operation} {sub:?}"
+        );
+    }
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a"}]}}}});
+    let out = mutate::mutate(
+        &request("CREATE", DEPLOYMENT, deployment, None),
+        &restricted(),
+        &settings,
+    );
+    assert!(out.response.patch.is_none());
+}
+
+#[test]
+fn mutate_follows_the_namespace_mode_and_level() {
+    let settings = AdmissionSettings::default();
+    let req = request("CREATE", POD, plain_pod(), None);
+
+    let off = policy(&[
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-hardener.io/mode", "off"),
+    ]);
+    assert_eq!(
+        mutate::mutate(&req, &off, &settings).decision,
+        Decision::Allowed
+    );
+
+    let shadow = policy(&[
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-hardener.io/mode", "shadow"),
+    ]);
+    let out = mutate::mutate(&req, &shadow, &settings);
+    assert_eq!(out.decision, Decision::Shadowed);
+    assert!(out.response.patch.is_none());
+    assert!(
+        out.response
+            .audit_annotations
+            .contains_key(mutate::AUDIT_SHADOW)
+    );
+    assert!(
+        out.response.warnings[0].starts_with("pod-hardener (shadow mode) would set: runAsNonRoot")
+    );
+    assert!(out.response.warnings[1].starts_with(
+        "pod-hardener: this pod will still be denied by PodSecurity \"restricted:latest\""
+    ));
+
+    let baseline = policy(&[("pod-security.kubernetes.io/enforce", "baseline")]);
+    let out = mutate::mutate(&req, &baseline, &settings);
+    let hardened = apply(req.object.as_ref().unwrap(), &out.response);
+    assert_eq!(
+        hardened["spec"]["securityContext"],
+        json!({"seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    assert_eq!(
+        hardened["spec"]["containers"][0]["securityContext"],
+        json!({"allowPrivilegeEscalation": false})
+    );
+
+    let privileged = policy(&[("pod-security.kubernetes.io/enforce", "privileged")]);
+    assert_eq!(
+        mutate::mutate(&req, &privileged, &settings).decision,
+        Decision::Allowed
+    );
+}
+
+#[test]
+fn exemptions_skip_hardening_and_validation() {
+    let mut settings = AdmissionSettings::default();
+    settings.exemptions.usernames.insert("alice".into());
+    let req = request("CREATE", POD, plain_pod(), None);
+    assert_eq!(
+        mutate::mutate(&req, &restricted(), &settings).decision,
+        Decision::Allowed
+    );
+    let out = validate::validate(&req, &restricted(), &settings);
+    assert_eq!(
+        (out.decision, out.response.allowed),
+        (Decision::Exempt, true)
+    );
+    assert_eq!(out.response.audit_annotations["exempt"], "user");
+
+    let mut settings = AdmissionSettings::default();
+    settings
+        .exemptions
+        .runtime_class_names
+        .insert("kata".into());
+    let mut object = plain_pod();
+    object["spec"]["runtimeClassName"] = json!("kata");
+    let req = request("CREATE", POD, object, None);
+    assert!(
+        mutate::mutate(&req, &restricted(), &settings)
+            .response
+            .patch
+            .is_none()
+    );
+    assert_eq!(
+        validate::validate(&req, &restricted(), &settings)
+            .response
+            .audit_annotations["exempt"],
+        "runtimeClass"
+    );
+
+    let mut settings = AdmissionSettings::default();
+    settings.exemptions.namespaces.insert("team".into());
+    let out = validate::validate(
+        &request("CREATE", POD, plain_pod(), None),
+        &restricted(),
+        &settings,
+    );
+    assert_eq!(out.response.audit_annotations["exempt"], "namespace");
+}
+
+#[test]
+fn validate_denies_with_psas_message_and_says_what_hardening_left() {
+    let object = pod(
+        json!([{"name": "app", "image": "app:1", "securityContext": {"allowPrivilegeEscalation": true}}]),
+    );
+    let req = request("CREATE", POD, object.clone(), None);
+    let hardened = apply(
+        &object,
+        &mutate::mutate(&req, &restricted(), &AdmissionSettings::default()).response,
+    );
+    let out = validate::validate(
+        &request("CREATE", POD, hardened, None),
+        &restricted(),
+        &AdmissionSettings::default(),
+    );
+    assert_eq!(out.decision, Decision::Denied);
+    let status = out.response.status.unwrap();
+    assert_eq!(status.code, Some(403));
+    assert_eq!(
+        status.message,
+        "violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"app\" must set securityContext.allowPrivilegeEscalation=false); pod-hardener could not fix: allowPrivilegeEscalation (allowPrivilegeEscalation on containers/app: explicit value left alone in fill mode (allowPrivilegeEscalation: true))"
+    );
+    assert_eq!(out.violations, [pss::CheckId::AllowPrivilegeEscalation]);
+
+    let host = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "h"}, "spec": {"hostNetwork": true, "containers": [{"name": "a", "image": "a"}]}});
+    let out = validate::validate(
+        &request("CREATE", POD, host, None),
+        &policy(&[("pod-security.kubernetes.io/enforce", "baseline")]),
+        &AdmissionSettings::default(),
+    );
+    assert_eq!(
+        out.response.status.unwrap().message,
+        "violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true); pod-hardener could not fix: hostNamespaces (host namespaces are a host-level requirement; remove hostNetwork/hostPID/hostIPC)"
+    );
+}
+
+#[test]
+fn validate_warns_and_audits_at_their_own_levels() {
+    let p = policy(&[
+        ("pod-security.kubernetes.io/enforce", "baseline"),
+        ("pod-security.kubernetes.io/warn", "restricted"),
+        ("pod-security.kubernetes.io/audit", "restricted"),
+        ("pod-security.kubernetes.io/audit-version", "v1.30"),
+    ]);
+    let out = validate::validate(
+        &request("CREATE", POD, plain_pod(), None),
+        &p,
+        &AdmissionSettings::default(),
+    );
+    assert_eq!(out.decision, Decision::Warned);
+    assert!(out.response.allowed);
+    assert!(out.response.warnings[0].starts_with(
+        "would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"
+    ));
+    assert!(
+        out.response.audit_annotations["audit-violations"]
+            .starts_with("would violate PodSecurity \"restricted:v1.30\": ")
+    );
+    assert_eq!(
+        out.response.audit_annotations["enforce-policy"],
+        "baseline:latest"
+    );
+}
+
+#[test]
+fn validate_skips_insignificant_pod_updates_and_ignored_subresources() {
+    let old = plain_pod();
+    let mut relabelled = plain_pod();
+    relabelled["metadata"]["labels"] = json!({"new": "label"});
+    let settings = AdmissionSettings::default();
+    assert!(
+        validate::validate(
+            &request("UPDATE", POD, relabelled, Some(old.clone())),
+            &restricted(),
+            &settings
+        )
+        .response
+        .allowed
+    );
+    let mut new_image = plain_pod();
+    new_image["spec"]["containers"][0]["image"] = json!("app:2");
+    assert!(
+        !validate::validate(
+            &request("UPDATE", POD, new_image, Some(old.clone())),
+            &restricted(),
+            &settings
+        )
+        .response
+        .allowed
+    );
+    let mut req = request("UPDATE", POD, plain_pod(), Some(old));
+    req.sub_resource = Some("status".into());
+    assert!(
+        validate::validate(&req, &restricted(), &settings)
+            .response
+            .allowed
+    );
+}
+
+#[test]
+fn ephemeral_container_updates_harden_only_the_new_container() {
+    let mut old = plain_pod();
+    old["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    old["spec"]["ephemeralContainers"] = json!([{"name": "debug-1", "image": "busybox"}]);
+    let mut new = old.clone();
+    new["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "debug-2", "image": "busybox"}));
+    let mut req = request("UPDATE", POD, new.clone(), Some(old));
+    req.sub_resource = Some("ephemeralcontainers".into());
+    let out = mutate::mutate(&req, &restricted(), &AdmissionSettings::default());
+    let patched = apply(&new, &out.response);
+    assert_eq!(
+        patched["spec"]["ephemeralContainers"][0],
+        json!({"name": "debug-1", "image": "busybox"})
+    );
+    assert_eq!(
+        patched["spec"]["ephemeralContainers"][1]["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(patched["spec"]["containers"], new["spec"]["containers"]);
+    assert_eq!(
+        patched["metadata"], new["metadata"],
+        "the subresource ignores metadata, so none is sent"
+    );
+    assert!(
+        out.response
+            .audit_annotations
+            .contains_key(mutate::AUDIT_HARDENED)
+    );
+}
+
+#[test]
+fn workloads_get_warnings_about_the_hardened_template_only() {
+    let deployment = |sc: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"template": {"metadata": {}, "spec": {"containers": [{"name": "a", "image": "a", "securityContext": sc}]}}}})
+    };
+    let settings = AdmissionSettings::default();
+    // Hardening fixes everything: no warning, although the template as written violates.
+    let out = validate::validate(
+        &request("CREATE", DEPLOYMENT, deployment(json!({})), None),
+        &restricted(),
+        &settings,
+    );
+    assert!(out.response.allowed);
+    assert!(
+        out.response.warnings.is_empty(),
+        "{:?}",
+        out.response.warnings
+    );
+    // An explicit value hardening leaves alone: warned at apply time, never denied.
+    let out = validate::validate(
+        &request(
+            "CREATE",
+            DEPLOYMENT,
+            deployment(json!({"privileged": true})),
+            None,
+        ),
+        &restricted(),
+        &settings,
+    );
+    assert!(out.response.allowed);
+    assert_eq!(out.decision, Decision::Warned);
+    assert!(out.response.warnings[0].starts_with("would violate PodSecurity \"restricted:latest\": privileged (container \"a\" must not set securityContext.privileged=true), allowPrivilegeEscalation != false"), "{:?}", out.response.warnings);
+    assert!(out.response.warnings[0].contains(
+        "pod-hardener could not fix: privileged (the workload asked for full host access"
+    ));
+    // With hardening off, the template is judged as written.
+    let off = policy(&[
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-hardener.io/mode", "off"),
+    ]);
+    let out = validate::validate(
+        &request("CREATE", DEPLOYMENT, deployment(json!({})), None),
+        &off,
+        &settings,
+    );
+    assert!(
+        out.response.warnings[0].contains("the pod was not hardened"),
+        "{:?}",
+        out.response.warnings
+    );
+}
+
+#[test]
+fn malformed_objects_get_a_bad_request_with_the_uid() {
+    let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": "nope"}});
+    let req = request("CREATE", POD, bad, None);
+    for out in [
+        mutate::mutate(&req, &restricted(), &AdmissionSettings::default()),
+        validate::validate(&req, &restricted(), &AdmissionSettings::default()),
+    ] {
+        assert_eq!(out.decision, Decision::Invalid);
+        assert_eq!(out.response.uid, "uid-1");
+        assert_eq!(out.response.status.as_ref().unwrap().code, Some(400));
+    }
+}
+
+#[test]
+fn label_errors_fail_closed_and_are_audited() {
+    let p = policy(&[("pod-security.kubernetes.io/enforce", "strict")]);
+    let out = validate::validate(
+        &request("CREATE", POD, plain_pod(), None),
+        &p,
+        &AdmissionSettings::default(),
+    );
+    assert!(!out.response.allowed);
+    assert!(
+        out.response.audit_annotations["error"]
+            .starts_with("Failed to parse policy: pod-security.kubernetes.io/enforce")
+    );
+    assert_eq!(p.mode, HardenMode::Harden);
+}
