@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, conformance, HTTP and CLI tests.
+# The whole test suite, as CI runs it: formatting, lints, the duplicate-crate check, then every
+# test (unit, PSA conformance, planner, CLI, HTTP, TLS and end-to-end against a real control
+# plane, which is built once per machine and cached).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
 echo "== crates whose types cross API boundaries appear once"
 dupes=$(cargo tree -d -e normal --locked 2>/dev/null | grep -E '^(json-patch|jsonptr|k8s-openapi|kube-core|rustls|hyper) ' || true)
-if [ -n "$dupes" ]; then echo "duplicate crates: $dupes"; exit 1; fi
+if [ -n "$dupes" ]; then
+    echo "duplicate crates: $dupes"
+    exit 1
+fi
+
+echo "== control plane for the end-to-end tests (cached after the first build)"
+POD_HARDENER_CONTROL_PLANE_BIN="$(scripts/build-control-plane.sh | tail -n 1)"
+export POD_HARDENER_CONTROL_PLANE_BIN
+
 echo "== cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
