@@ -38,10 +38,10 @@
 //! - [`write_files`] creates the directory if needed and writes [`CA_CERT_FILE`],
 //!   [`CERT_FILE`] and [`KEY_FILE`] (mode 0600), each through a temporary file and a rename, so a
 //!   server polling the files never reads half of one.
-//! - [`base64_encode`]: standard base64 with padding (RFC 4648 §4).
 //!
 //! Everything here is synchronous and does no logging; only [`write_files`] touches the disk.
 
+use base64::Engine as _;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::net::IpAddr;
@@ -166,7 +166,7 @@ pub struct GeneratedCerts {
 impl GeneratedCerts {
     /// The `caBundle` of the webhook configurations: base64 of the CA certificate's PEM.
     pub fn ca_bundle_base64(&self) -> String {
-        base64_encode(self.ca_pem.as_bytes())
+        base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes())
     }
 }
 
@@ -395,28 +395,6 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), Certs
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 (RFC 4648 §4) with `=` padding, as Kubernetes expects in `caBundle`.
-pub fn base64_encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextet = |shift: u32| char::from(BASE64_ALPHABET[((n >> shift) & 0x3f) as usize]);
-        out.push(sextet(18));
-        out.push(sextet(12));
-        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
-        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,23 +477,6 @@ mod tests {
 
     fn dns(name: &str) -> ServerName<'static> {
         ServerName::try_from(name.to_owned()).unwrap()
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), expected, "{input:?}");
-        }
-        assert_eq!(base64_encode(&[0xfb, 0xff, 0xbf]), "+/+/");
-        assert_eq!(base64_encode(&[0, 0x10, 0x83]), "ABCD");
     }
 
     #[test]
@@ -657,7 +618,10 @@ mod tests {
     fn ca_bundle_is_base64_of_the_ca_pem() {
         let certs = generate(&CertRequest::new("a", "b")).unwrap();
         let bundle = certs.ca_bundle_base64();
-        assert_eq!(bundle, base64_encode(certs.ca_pem.as_bytes()));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&bundle)
+            .unwrap();
+        assert_eq!(decoded, certs.ca_pem.as_bytes());
         assert!(bundle.starts_with("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t")); // "-----BEGIN CERTIFICATE-----"
         assert!(!format!("{certs:?}").contains("PRIVATE KEY"));
     }

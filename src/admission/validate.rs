@@ -56,6 +56,15 @@ fn exemption(req: &AdmissionRequest, settings: &AdmissionSettings) -> Option<&'s
     None
 }
 
+fn is_exempt_runtime_class(parts: &PodParts, settings: &AdmissionSettings) -> bool {
+    let exempt = &settings.exemptions.runtime_class_names;
+    parts
+        .spec
+        .runtime_class_name
+        .as_ref()
+        .is_some_and(|rc| exempt.contains(rc))
+}
+
 fn exempt(uid: &str, what: &str) -> Outcome {
     let mut rsp = AdmissionResponse::allow(uid);
     rsp.audit_annotations
@@ -141,13 +150,7 @@ fn validate_pod(
     {
         return Outcome::allowed(&req.uid);
     }
-    if let Some(rc) = parts
-        .spec
-        .runtime_class_name
-        .as_ref()
-        .filter(|rc| settings.exemptions.runtime_class_names.contains(*rc))
-    {
-        let _ = rc;
+    if is_exempt_runtime_class(&parts, settings) {
         return exempt(&req.uid, "runtimeClass");
     }
     let mut evaluations = Evaluations::new(&parts);
@@ -285,12 +288,7 @@ fn validate_workload(
             };
         }
     };
-    if parts
-        .spec
-        .runtime_class_name
-        .as_ref()
-        .is_some_and(|rc| settings.exemptions.runtime_class_names.contains(rc))
-    {
+    if is_exempt_runtime_class(&parts, settings) {
         return exempt(&req.uid, "runtimeClass");
     }
     // The template as the controller's Pods will look after /mutate hardens them.
