@@ -82,9 +82,13 @@ pub(crate) async fn serve(
     match tls {
         Some(acceptor) => {
             let handshake = tokio::time::timeout(limits.handshake_timeout.0, acceptor.accept(tcp));
+            // Shutdown first: a connection accepted just before shutdown must not complete a
+            // handshake after it (a TLS 1.3 client sees the handshake done after one server
+            // flight, then a reset).
             let stream = tokio::select! {
-                r = handshake => r,
+                biased;
                 () = shutdown.cancelled() => return,
+                r = handshake => r,
             };
             match stream {
                 Ok(Ok(stream)) => serve_http(stream, routes, state, shutdown).await,

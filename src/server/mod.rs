@@ -106,7 +106,7 @@ impl BoundServer {
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
-    /// within the drain deadline, and returns.
+    /// within the drain deadline, drops the connections still open at the deadline, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let BoundServer {
             webhook,
@@ -125,6 +125,12 @@ impl BoundServer {
                 reload_state.metrics.record_reload(outcome);
             },
         ));
+        // Cancelled at the drain deadline: the connections still open are dropped.
+        let abort = CancellationToken::new();
+        let stages = Stages {
+            drain: shutdown.clone(),
+            abort: abort.clone(),
+        };
         let connections = Arc::new(Semaphore::new(config.file.limits.max_connections));
         state.serving.store(true, Ordering::Release);
         tracing::info!(addr = ?webhook.local_addr().ok(), "Serving /mutate and /validate over HTTPS");
@@ -136,7 +142,7 @@ impl BoundServer {
             state.clone(),
             connections.clone(),
             tracker.clone(),
-            shutdown.clone(),
+            stages.clone(),
         )));
         if let Some(listener) = metrics {
             tracing::info!(addr = ?listener.local_addr().ok(), "Serving /metrics, /healthz and /readyz over HTTP");
@@ -147,7 +153,7 @@ impl BoundServer {
                 state.clone(),
                 connections,
                 tracker.clone(),
-                shutdown.clone(),
+                stages,
             )));
         }
         for handle in loops {
@@ -163,10 +169,22 @@ impl BoundServer {
                 remaining = tracker.len(),
                 "Drain deadline reached; closing the remaining connections"
             );
+            abort.cancel();
+            // Each connection task drops its connection at its next poll.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tracker.wait()).await;
         } else {
             tracing::info!("All connections drained");
         }
     }
+}
+
+/// The two stages of a shutdown.
+#[derive(Clone)]
+struct Stages {
+    /// Cancelled to stop accepting and close connections gracefully.
+    drain: CancellationToken,
+    /// Cancelled at the drain deadline to drop the connections still open.
+    abort: CancellationToken,
 }
 
 async fn accept_loop(
@@ -176,17 +194,23 @@ async fn accept_loop(
     state: Arc<AppState>,
     connections: Arc<Semaphore>,
     tracker: TaskTracker,
-    shutdown: CancellationToken,
+    stages: Stages,
 ) {
+    let shutdown = stages.drain;
     loop {
+        // `biased`, shutdown first: once shutdown is signalled, no further connection is taken
+        // from the backlog, even one that is already waiting.
         let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
             p = connections.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return,
             },
-            () = shutdown.cancelled() => return,
         };
         let (tcp, peer) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(conn) => conn,
                 Err(error) => {
@@ -196,15 +220,18 @@ async fn accept_loop(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => return,
         };
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
+        let abort = stages.abort.clone();
         tracker.spawn(async move {
             state.metrics.connection_opened();
-            conn::serve(tcp, peer, tls, routes, state.clone(), shutdown).await;
+            tokio::select! {
+                () = conn::serve(tcp, peer, tls, routes, state.clone(), shutdown) => {}
+                () = abort.cancelled() => {}
+            }
             state.metrics.connection_closed();
             drop(permit);
         });
