@@ -20,10 +20,21 @@ if [ -n "$dupes" ]; then
     exit 1
 fi
 
+echo "== cargo deny (licenses, bans, sources; offline)"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    cargo install --locked cargo-deny
+fi
+cargo deny --offline check bans licenses sources
+
 echo "== control plane for the end-to-end tests (cached after the first build)"
 POD_HARDENER_CONTROL_PLANE_BIN="$(scripts/build-control-plane.sh | tail -n 1)"
 export POD_HARDENER_CONTROL_PLANE_BIN
 
 echo "== cargo test"
-cargo test --locked --all-targets
-cargo test --locked --doc
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$log"
+cargo test --locked --doc 2>&1 | tee -a "$log"
+# One closing line for the whole suite.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
