@@ -60,7 +60,7 @@ pub(crate) fn build(object: &Value, edits: &[RootedEdit<'_>]) -> Patch {
     // Adds that create a missing parent, keyed by their path, so later edits under the same
     // missing parent merge into them instead of adding beneath a parent that does not exist yet.
     let mut ops: Vec<PatchOperation> = Vec::new();
-    let mut created: Vec<(Vec<&str>, usize)> = Vec::new();
+    let mut created: std::collections::HashMap<&[&str], usize> = std::collections::HashMap::new();
     for RootedEdit { path, edit } in edits {
         let (tokens, value, append) = match edit {
             Edit::Remove => {
@@ -101,14 +101,14 @@ pub(crate) fn build(object: &Value, edits: &[RootedEdit<'_>]) -> Patch {
                 };
                 let add_path = &tokens[..=k];
                 let add_value = nest(&tokens[k + 1..], leaf);
-                match created.iter().find(|(p, _)| p.as_slice() == add_path) {
-                    Some((_, index)) => {
+                match created.get(add_path) {
+                    Some(index) => {
                         if let PatchOperation::Add(op) = &mut ops[*index] {
                             deep_merge(&mut op.value, add_value);
                         }
                     }
                     None => {
-                        created.push((add_path.to_vec(), ops.len()));
+                        created.insert(add_path, ops.len());
                         ops.push(PatchOperation::Add(AddOperation {
                             path: pointer(add_path),
                             value: add_value,

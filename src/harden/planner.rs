@@ -75,8 +75,8 @@ pub fn plan(parts: &PodParts, profile: &Profile, opt_outs: &OptOuts, scope: Scop
         .collect();
     let mut read_only_roots = Vec::new();
     for c in &containers {
-        planner.capabilities(c);
-        planner.allow_privilege_escalation(c);
+        let caps_rewritten = planner.capabilities(c);
+        planner.allow_privilege_escalation(c, caps_rewritten);
         planner.proc_mount(c);
         if planner.read_only_root_filesystem(c) {
             read_only_roots.push(*c);
@@ -303,11 +303,15 @@ impl Planner<'_> {
     /// (pod-level, or on a container that would inherit a pod-level `runAsNonRoot`), or the
     /// Windows user name `ContainerAdministrator` such a container would run as.
     fn remaining_root_user(&self) -> Option<String> {
-        let rewritten = |target: &Target| {
-            self.plan.changes.iter().any(|ch| {
-                ch.control == Control::RunAsUser && ch.target == *target && ch.overrides.is_some()
-            })
-        };
+        // Collected once: a lookup per container keeps this linear in the pod's size.
+        let rewritten_targets: std::collections::HashSet<&Target> = self
+            .plan
+            .changes
+            .iter()
+            .filter(|ch| ch.control == Control::RunAsUser && ch.overrides.is_some())
+            .map(|ch| &ch.target)
+            .collect();
+        let rewritten = |target: &Target| rewritten_targets.contains(target);
         let pod_root = self
             .spec()
             .security_context
@@ -518,10 +522,10 @@ impl Planner<'_> {
     // === container-level controls ===
 
     /// `capabilities`: `drop` gets `ALL`; added capabilities other than `NET_BIND_SERVICE` are
-    /// removed only in override mode.
-    fn capabilities(&mut self, c: &ContainerView<'_>) {
+    /// removed only in override mode. Returns whether `add` was rewritten.
+    fn capabilities(&mut self, c: &ContainerView<'_>) -> bool {
         if !self.container_control_enabled(Control::Capabilities, c) {
-            return;
+            return false;
         }
         let caps = c.security_context.and_then(|sc| sc.capabilities.as_ref());
         if !caps
@@ -539,7 +543,7 @@ impl Planner<'_> {
         let added: &[String] = caps.and_then(|k| k.add.as_deref()).unwrap_or_default();
         let forbidden: Vec<&String> = added.iter().filter(|a| *a != NET_BIND_SERVICE).collect();
         if forbidden.is_empty() {
-            return;
+            return false;
         }
         if self.overriding() {
             let kept: Vec<&String> = added.iter().filter(|a| *a == NET_BIND_SERVICE).collect();
@@ -556,6 +560,7 @@ impl Planner<'_> {
                 edit,
                 json!(added),
             );
+            true
         } else {
             let listed: Vec<&str> = forbidden.iter().map(|s| s.as_str()).collect();
             let detail = format!("capabilities.add: {}", listed.join(", "));
@@ -564,16 +569,14 @@ impl Planner<'_> {
                 container_target(c),
                 SkipReason::ExplicitValue(detail),
             );
+            false
         }
     }
 
-    /// The capabilities `c` will still add after this plan.
-    fn remaining_added_caps<'c>(&self, c: &ContainerView<'c>) -> &'c [String] {
-        let target = container_target(c);
-        let rewritten = self.plan.changes.iter().any(|ch| {
-            ch.control == Control::Capabilities && ch.target == target && ch.overrides.is_some()
-        });
-        if rewritten {
+    /// The capabilities `c` will still add after this plan (`caps_rewritten`: the capabilities
+    /// control rewrote its `add`).
+    fn remaining_added_caps<'c>(c: &ContainerView<'c>, caps_rewritten: bool) -> &'c [String] {
+        if caps_rewritten {
             return &[];
         }
         c.security_context
@@ -585,7 +588,7 @@ impl Planner<'_> {
     /// `allowPrivilegeEscalation: false`, except where the API server would reject it
     /// (`privileged: true`, an added `CAP_SYS_ADMIN`); explicit `true` is rewritten only in
     /// override mode.
-    fn allow_privilege_escalation(&mut self, c: &ContainerView<'_>) {
+    fn allow_privilege_escalation(&mut self, c: &ContainerView<'_>, caps_rewritten: bool) {
         if !self.container_control_enabled(Control::AllowPrivilegeEscalation, c) {
             return;
         }
@@ -600,8 +603,7 @@ impl Planner<'_> {
                 SkipReason::ApiInvalid("privileged: true requires allowPrivilegeEscalation".into());
             return self.skip(Control::AllowPrivilegeEscalation, target, reason);
         }
-        if let Some(cap) = self
-            .remaining_added_caps(c)
+        if let Some(cap) = Self::remaining_added_caps(c, caps_rewritten)
             .iter()
             .find(|a| matches!(a.as_str(), "CAP_SYS_ADMIN" | "SYS_ADMIN"))
         {

@@ -139,24 +139,30 @@ impl Record {
             .collect();
         let mut truncated = None;
         if let Some(prev) = previous {
-            let same_change = |a: &RecordedChange, b: &RecordedChange| {
-                a.control == b.control
-                    && a.target == b.target
-                    && a.overrode.is_some() == b.overrode.is_some()
-            };
+            use std::collections::HashSet;
+            // Keys of what this plan recorded, so merging stays linear in the record's size.
+            let new_changes: HashSet<(String, String, bool)> = changes
+                .iter()
+                .map(|c| (c.control.clone(), c.target.clone(), c.overrode.is_some()))
+                .collect();
+            let mut covered: HashSet<(String, String)> = changes
+                .iter()
+                .map(|c| (c.control.clone(), c.target.clone()))
+                .chain(skips.iter().map(|s| (s.control.clone(), s.target.clone())))
+                .collect();
             for old in prev.changes {
-                if !changes.iter().any(|c| same_change(c, &old)) {
+                let key = (
+                    old.control.clone(),
+                    old.target.clone(),
+                    old.overrode.is_some(),
+                );
+                if !new_changes.contains(&key) {
+                    covered.insert((old.control.clone(), old.target.clone()));
                     changes.push(old);
                 }
             }
             for old in prev.skips {
-                let superseded = changes
-                    .iter()
-                    .any(|c| c.control == old.control && c.target == old.target)
-                    || skips
-                        .iter()
-                        .any(|s| s.control == old.control && s.target == old.target);
-                if !superseded {
+                if covered.insert((old.control.clone(), old.target.clone())) {
                     skips.push(old);
                 }
             }

@@ -2,9 +2,10 @@
 //! metrics and health on a plain-HTTP port.
 //!
 //! Everything is bounded: a connection cap (a semaphore acquired before each accept, so excess
-//! clients wait in the kernel's listen backlog), TLS handshake, header-read, request and idle
-//! timeouts, a request body limit, and a drain deadline on shutdown, after which remaining
-//! connections are dropped.
+//! clients wait in the kernel's listen backlog of [`LISTEN_BACKLOG`]), TLS handshake, header-read,
+//! request and idle timeouts, a request body limit, and a drain deadline on shutdown, after which
+//! remaining connections are dropped. The metrics port has its own small cap
+//! ([`METRICS_MAX_CONNECTIONS`]), so a webhook port at its cap never starves the kubelet's probes.
 
 pub mod conn;
 pub mod metrics;
@@ -15,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,30 @@ use crate::config::Config;
 use crate::namespaces::NamespacePolicies;
 use routes::{AppState, RouteSet};
 use tls::CertStore;
+
+/// The listen backlog of both ports: clients over the connection cap wait here, in order. The
+/// kernel caps it at `net.core.somaxconn` (4096 by default since Linux 5.4). tokio's own
+/// `TcpListener::bind` uses 128, and a connection that finds the backlog full has its SYN-ACK
+/// retransmitted with exponential backoff (1 s, 2 s, 4 s, ...): it is then served seconds late
+/// and out of order, past the API server's timeout, while later clients go first.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// The connection cap of the plain-HTTP metrics port (the kubelet's probes and Prometheus need a
+/// handful), separate from `limits.maxConnections` of the webhook port so that neither port can
+/// take the other's connections.
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as tokio's own `bind` sets it).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +88,11 @@ impl BoundServer {
             &config.file.tls.key_file,
         )?);
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(store.clone())?));
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })
-        };
-        let webhook = bind(config.file.listen).await?;
+        let bind =
+            |addr: SocketAddr| listen(addr).map_err(|source| ServerError::Bind { addr, source });
+        let webhook = bind(config.file.listen)?;
         let metrics = match config.file.metrics_listen {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind(addr)?),
             None => None,
         };
         let state = Arc::new(AppState {
@@ -131,7 +153,11 @@ impl BoundServer {
             drain: shutdown.clone(),
             abort: abort.clone(),
         };
+        // One cap per port: each accept loop holds a permit while it waits for a client, and a
+        // shared cap let the metrics port's waiting permit (and its connections) take the
+        // webhook's, and a full webhook port starve the probes.
         let connections = Arc::new(Semaphore::new(config.file.limits.max_connections));
+        let metrics_connections = Arc::new(Semaphore::new(METRICS_MAX_CONNECTIONS));
         state.serving.store(true, Ordering::Release);
         tracing::info!(addr = ?webhook.local_addr().ok(), "Serving /mutate and /validate over HTTPS");
         let mut loops = Vec::new();
@@ -140,7 +166,7 @@ impl BoundServer {
             Some(acceptor),
             RouteSet::Webhook,
             state.clone(),
-            connections.clone(),
+            connections,
             tracker.clone(),
             stages.clone(),
         )));
@@ -151,7 +177,7 @@ impl BoundServer {
                 None,
                 RouteSet::Metrics,
                 state.clone(),
-                connections,
+                metrics_connections,
                 tracker.clone(),
                 stages,
             )));

@@ -7,7 +7,9 @@
 //! a temporary directory, and returns once the API server is ready and the controller
 //! manager has created the `default` ServiceAccount. Dropping the value stops all three
 //! and removes the directory, also when a test panics. Each instance is independent, so
-//! tests can run in parallel.
+//! tests can run in parallel. [`ControlPlane::stop_apiserver`] and
+//! [`ControlPlane::start_apiserver`] take the API server away and bring it back on the same
+//! port with the same flags and certificates (etcd keeps the state), for outage tests.
 //!
 //! Environment:
 //! - `POD_HARDENER_CONTROL_PLANE_BIN`: a directory holding `etcd`, `kube-apiserver` and
@@ -16,7 +18,7 @@
 //! - `POD_HARDENER_E2E_KEEP`: when set, the temporary directory (logs, certificates,
 //!   kubeconfig) is kept and its path printed, for a look after the test.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -62,6 +64,17 @@ pub struct ControlPlane {
     ca: CertifiedIssuer<'static, KeyPair>,
     ca_pem: String,
     kubeconfig: PathBuf,
+    /// How kube-apiserver was started, to start it again on the same port with the same flags.
+    apiserver: ApiServerCommand,
+}
+
+/// kube-apiserver's command line and what its readiness probe needs.
+struct ApiServerCommand {
+    program: PathBuf,
+    args: Vec<String>,
+    port: u16,
+    /// Trusts the CA and presents the admin certificate.
+    tls: Arc<ClientConfig>,
 }
 
 struct Component {
@@ -204,6 +217,81 @@ impl ControlPlane {
         }
     }
 
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after a grace period) and waits until its
+    /// port refuses connections; etcd and the controller manager keep running. Blocks the
+    /// calling thread for up to a few seconds; from async code call it inside
+    /// `tokio::task::block_in_place`.
+    ///
+    /// # Panics
+    /// When kube-apiserver is not running or its port still accepts connections afterwards.
+    pub fn stop_apiserver(&mut self) {
+        let index = self
+            .components
+            .iter()
+            .position(|c| c.name == APISERVER)
+            .expect("kube-apiserver is running");
+        let mut component = self.components.remove(index);
+        stop_component(&mut component);
+        let deadline = Instant::now() + STOP_GRACE;
+        while connect(self.apiserver.port).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "port {} still accepts connections after kube-apiserver stopped",
+                self.apiserver.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "control plane: kube-apiserver stopped ({})",
+            self.server_url
+        );
+    }
+
+    /// Starts kube-apiserver again, on the same port with the same flags and certificates, and
+    /// waits until `/readyz` answers 200. Existing clients reconnect by themselves. Blocks like
+    /// [`ControlPlane::stop_apiserver`].
+    ///
+    /// # Panics
+    /// When kube-apiserver is already running, or does not become ready within the bounded
+    /// wait (e.g. its port was taken meanwhile); the message carries the end of its log.
+    pub fn start_apiserver(&mut self) {
+        assert!(
+            self.components.iter().all(|c| c.name != APISERVER),
+            "kube-apiserver is already running"
+        );
+        let started = Instant::now();
+        let program = self.apiserver.program.clone();
+        let args = self.apiserver.args.clone();
+        if let Err(err) = self.spawn(APISERVER, &program, &args) {
+            panic!("kube-apiserver did not restart: {}", err.message);
+        }
+        // Back to start order (etcd, kube-apiserver, kube-controller-manager), which Drop
+        // stops in reverse.
+        let restarted = self.components.pop().expect("just spawned");
+        let at = self
+            .components
+            .iter()
+            .position(|c| c.name == CONTROLLER_MANAGER)
+            .unwrap_or(self.components.len());
+        self.components.insert(at, restarted);
+        let (tls, port) = (Arc::clone(&self.apiserver.tls), self.apiserver.port);
+        if let Err(err) = self.wait(APISERVER, "/readyz to answer 200 after a restart", || {
+            https_get(&tls, port, "/readyz").is_ok_and(|(status, _)| status == 200)
+        }) {
+            panic!("kube-apiserver did not restart: {}", err.message);
+        }
+        eprintln!(
+            "control plane: kube-apiserver restarted on {} in {:.1?}",
+            self.server_url,
+            started.elapsed()
+        );
+    }
+
+    /// Whether kube-apiserver is running (not stopped by [`ControlPlane::stop_apiserver`]).
+    pub fn apiserver_running(&self) -> bool {
+        self.components.iter().any(|c| c.name == APISERVER)
+    }
+
     fn try_start(bin: &Path) -> Result<Self, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("pod-hardener-e2e-")
@@ -246,6 +334,31 @@ impl ControlPlane {
             &pki.join("admin.key"),
         );
         let tls = admin_tls(&ca, admin.der(), &admin_key);
+        let pki_arg = |name: &str| pki.join(name).display().to_string();
+        let client_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        let apiserver_args = vec![
+            format!("--etcd-servers={client_url}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            // Endpoints may not hold a loopback address, so the reconciler that
+            // publishes the API server in the `kubernetes` Service's Endpoints is off.
+            "--endpoint-reconciler-type=none".to_owned(),
+            format!("--secure-port={apiserver_port}"),
+            format!("--cert-dir={}", root.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", pki_arg("apiserver.crt")),
+            format!("--tls-private-key-file={}", pki_arg("apiserver.key")),
+            format!("--client-ca-file={}", pki_arg("ca.crt")),
+            "--authorization-mode=Node,RBAC".to_owned(),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+            format!("--service-account-key-file={}", pki_arg("sa.pub")),
+            format!("--service-account-signing-key-file={}", pki_arg("sa.key")),
+            // As in clusters made by kubeadm: privileged Pods reach admission, where
+            // PodSecurity and the webhook judge them, instead of failing validation.
+            "--allow-privileged=true".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
 
         let mut control_plane = Self {
             components: Vec::new(),
@@ -255,13 +368,16 @@ impl ControlPlane {
             ca,
             ca_pem,
             kubeconfig: kubeconfig.clone(),
+            apiserver: ApiServerCommand {
+                program: bin.join(APISERVER),
+                args: apiserver_args.clone(),
+                port: apiserver_port,
+                tls: Arc::clone(&tls),
+            },
         };
-        let pki_arg = |name: &str| pki.join(name).display().to_string();
 
         // etcd
         let started = Instant::now();
-        let client_url = format!("http://127.0.0.1:{etcd_port}");
-        let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
         control_plane.spawn(
             ETCD,
             &bin.join(ETCD),
@@ -283,32 +399,7 @@ impl ControlPlane {
         let etcd_ready = started.elapsed();
 
         // kube-apiserver
-        control_plane.spawn(
-            APISERVER,
-            &bin.join(APISERVER),
-            &[
-                format!("--etcd-servers={client_url}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                "--advertise-address=127.0.0.1".to_owned(),
-                // Endpoints may not hold a loopback address, so the reconciler that
-                // publishes the API server in the `kubernetes` Service's Endpoints is off.
-                "--endpoint-reconciler-type=none".to_owned(),
-                format!("--secure-port={apiserver_port}"),
-                format!("--cert-dir={}", root.join("apiserver-certs").display()),
-                format!("--tls-cert-file={}", pki_arg("apiserver.crt")),
-                format!("--tls-private-key-file={}", pki_arg("apiserver.key")),
-                format!("--client-ca-file={}", pki_arg("ca.crt")),
-                "--authorization-mode=Node,RBAC".to_owned(),
-                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
-                format!("--service-account-key-file={}", pki_arg("sa.pub")),
-                format!("--service-account-signing-key-file={}", pki_arg("sa.key")),
-                // As in clusters made by kubeadm: privileged Pods reach admission, where
-                // PodSecurity and the webhook judge them, instead of failing validation.
-                "--allow-privileged=true".to_owned(),
-                "--profiling=false".to_owned(),
-            ],
-        )?;
+        control_plane.spawn(APISERVER, &bin.join(APISERVER), &apiserver_args)?;
         control_plane.wait(APISERVER, "/readyz to answer 200", || {
             https_get(&tls, apiserver_port, "/readyz").is_ok_and(|(status, _)| status == 200)
         })?;
@@ -365,7 +456,12 @@ impl ControlPlane {
         args: &[String],
     ) -> Result<(), StartError> {
         let log = self.logs_dir().join(format!("{name}.log"));
-        let stdout = File::create(&log).expect("create log file");
+        // Append: a restarted component continues its log.
+        let stdout = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("create log file");
         let stderr = stdout.try_clone().expect("clone log file handle");
         let child = Command::new(program)
             .args(args)
@@ -449,24 +545,27 @@ impl Drop for ControlPlane {
 /// SIGTERM, then SIGKILL when it is still running after [`STOP_GRACE`].
 fn stop(components: &mut Vec<Component>) {
     while let Some(mut component) = components.pop() {
-        // std has no SIGTERM; a failure here is covered by the SIGKILL below.
-        let _ = Command::new("kill")
-            .args(["-TERM", &component.child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            match component.child.try_wait() {
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(Some(_)) => break,
-                Ok(None) | Err(_) => {
-                    let _ = component.child.kill();
-                    let _ = component.child.wait();
-                    break;
-                }
+        stop_component(&mut component);
+    }
+}
+
+/// SIGTERM, then SIGKILL when the component is still running after [`STOP_GRACE`].
+fn stop_component(component: &mut Component) {
+    // std has no SIGTERM; a failure here is covered by the SIGKILL below.
+    let _ = Command::new("kill")
+        .args(["-TERM", &component.child.id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        match component.child.try_wait() {
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(Some(_)) => break,
+            Ok(None) | Err(_) => {
+                let _ = component.child.kill();
+                let _ = component.child.wait();
+                break;
             }
         }
     }
