@@ -5,7 +5,7 @@ use crate::harden::record::{Record, RecordedSkip};
 use crate::pss::{CheckId, Violation};
 
 /// The control that fixes a check, for checks a mutation may fix.
-fn control_for(check: CheckId) -> Option<&'static str> {
+pub(crate) fn control_for(check: CheckId) -> Option<&'static str> {
     Some(match check {
         CheckId::AllowPrivilegeEscalation => "allowPrivilegeEscalation",
         CheckId::CapabilitiesBaseline | CheckId::CapabilitiesRestricted => "capabilities",

@@ -1,0 +1,1783 @@
+//! Load harness: the real `pod-hardener serve` release binary side by side with a bare baseline
+//! server on the same stack (hyper 1 + hyper-util auto::Builder + tokio-rustls, same rustls
+//! settings and certificate, same tokio runtime flavor) that reads the body and returns a fixed
+//! AdmissionReview. The baseline is the physical limit of the stack on this machine.
+//!
+//! Run: `cargo bench --bench load` (full: 10 s phases, 2 rounds, about 5 minutes) or
+//! `cargo bench --bench load -- --quick` (1 s phases, 1 round: a correctness smoke for CI).
+//! Options: `--seconds N`, `--rounds N`, `--rate R`, `--connections C`, `--idle-connections N`,
+//! `--quick`.
+//!
+//! What it does, all on 127.0.0.1, every loop bounded in time and count:
+//! - generates a certificate into a temporary directory, starts both servers as child processes
+//!   (the baseline is this binary re-executed with `--baseline-server PORT CERT KEY`), and kills
+//!   them on exit, panics included;
+//! - the load generator speaks keep-alive HTTP/1.1 over TLS 1.3 (ALPN http/1.1), as the API
+//!   server calls webhooks;
+//! - per payload (3 KB review on /mutate and /validate, 30 KB review on /mutate), alternately
+//!   for the baseline and pod-hardener (B, P, B, P, ...): (a) closed-loop saturation with C
+//!   connections → reviews/s; (b) an open loop at a fixed rate, latency measured from each
+//!   request's scheduled send time (coordinated-omission correction) → p50/p99/p99.9;
+//! - CPU seconds per 1,000 reviews of each server process (/proc/PID/stat), idle RSS, peak RSS
+//!   (VmHWM) and RSS with N idle open TLS connections (/proc/PID/status).
+//!
+//! The issue's targets are printed beside each figure as PASS/MISS and never asserted; the
+//! process exits 1 only when requests failed or a server could not be run.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::client::conn::http1;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use pod_hardener::certs::{self, CertRequest};
+use pod_hardener::server::tls;
+
+/// The uid every generated review carries and the baseline's fixed response echoes.
+const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
+/// What every good response contains (both servers serialize compact JSON).
+const UID_NEEDLE: &str = "\"uid\":\"705ab4f5-6393-11e8-b7cc-42010a800002\"";
+/// The baseline's fixed response.
+const BASELINE_RESPONSE: &str = "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":\"705ab4f5-6393-11e8-b7cc-42010a800002\",\"allowed\":true}}";
+const BASELINE_FLAG: &str = "--baseline-server";
+/// Same as pod-hardener's default `limits.maxBodyBytes`.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// One request's deadline, from send to the end of the response body.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound of requests in one closed-loop phase, whatever the duration.
+const MAX_REQUESTS_PER_PHASE: u64 = 20_000_000;
+/// How long an open-loop phase may overrun its schedule before its remaining requests are
+/// counted as errors.
+const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
+/// Most error messages kept per server and payload.
+const ERROR_SAMPLES: usize = 5;
+
+const PAYLOAD_IDS: [&str; 3] = ["mutate-3k", "mutate-30k", "validate-3k"];
+
+const EXAMPLE_REVIEW: &str = include_str!("../examples/admission-review.json");
+
+const USAGE: &str = "\
+usage: cargo bench --bench load -- [options]
+  --seconds N           length of each measured phase (default 10; --quick: 1)
+  --rounds N            B,P alternations per phase (default 2; --quick: 1)
+  --rate R              open-loop rate in reviews/s (default 2000)
+  --connections C       connections for both loops (default 64)
+  --idle-connections N  idle TLS connections for the RSS figure (default 1000)
+  --quick               1 s phases, 1 round, short warm-up: a smoke run
+  --payload ID          run only this payload (repeatable): mutate-3k, mutate-30k, validate-3k
+  --dump-payloads DIR   write the generated reviews to DIR/ID.json and exit (to replay them)
+  --hardener-bin PATH   the pod-hardener binary to run (default: the one cargo built), e.g.
+                        an unstripped build with symbols to profile with `perf record -p PID`";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(BASELINE_FLAG) {
+        return match baseline::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("baseline server: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let opts = match Options::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(dir) = &opts.dump_payloads {
+        let written = std::fs::create_dir_all(dir).and_then(|()| {
+            payloads()
+                .iter()
+                .filter(|p| p.path == "/mutate")
+                .try_for_each(|p| {
+                    let file = dir.join(format!("{}.json", p.id.trim_start_matches("mutate-")));
+                    println!("{}: {} bytes", file.display(), p.body.len());
+                    std::fs::write(file, &p.body)
+                })
+        });
+        return match written {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot write the payloads: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if !opts.bench_flag {
+        // `cargo test --all-targets` runs bench targets without `--bench`: nothing to time there.
+        println!("load harness: skipped (run it with `cargo bench --bench load [-- --quick]`)");
+        return ExitCode::SUCCESS;
+    }
+    let started = Instant::now();
+    let outcome = run(&opts);
+    println!("\nwall time: {:.1} s", started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("load harness failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+#[derive(Debug, Clone)]
+struct Options {
+    seconds: f64,
+    rounds: u32,
+    rate: u32,
+    connections: usize,
+    idle_connections: usize,
+    hardener_bin: PathBuf,
+    /// Payload ids to run; empty: all.
+    only: Vec<String>,
+    /// Write the payloads there (ID.json) and exit.
+    dump_payloads: Option<PathBuf>,
+    warmup: Duration,
+    quick: bool,
+    bench_flag: bool,
+    help: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut seconds = None;
+        let mut rounds = None;
+        let mut rate = 2000u32;
+        let mut connections = 64usize;
+        let mut idle_connections = 1000usize;
+        let mut hardener_bin = PathBuf::from(env!("CARGO_BIN_EXE_pod-hardener"));
+        let mut only = Vec::new();
+        let mut dump_payloads = None;
+        let mut quick = false;
+        let mut bench_flag = false;
+        let mut help = false;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match arg.as_str() {
+                "--bench" => bench_flag = true,
+                "--quick" => quick = true,
+                "--help" | "-h" => help = true,
+                "--seconds" => {
+                    let v: f64 = num(&value(arg)?, arg)?;
+                    if !(0.1..=600.0).contains(&v) {
+                        return Err("--seconds must be between 0.1 and 600".into());
+                    }
+                    seconds = Some(v);
+                }
+                "--rounds" => {
+                    let v: u32 = num(&value(arg)?, arg)?;
+                    if !(1..=20).contains(&v) {
+                        return Err("--rounds must be between 1 and 20".into());
+                    }
+                    rounds = Some(v);
+                }
+                "--rate" => {
+                    rate = num(&value(arg)?, arg)?;
+                    if !(1..=200_000).contains(&rate) {
+                        return Err("--rate must be between 1 and 200000".into());
+                    }
+                }
+                "--connections" => {
+                    connections = num(&value(arg)?, arg)?;
+                    if !(1..=512).contains(&connections) {
+                        return Err("--connections must be between 1 and 512".into());
+                    }
+                }
+                "--idle-connections" => {
+                    idle_connections = num(&value(arg)?, arg)?;
+                    if idle_connections > 1000 {
+                        // pod-hardener's default limits.maxConnections is 1024.
+                        return Err("--idle-connections must be at most 1000".into());
+                    }
+                }
+                "--hardener-bin" => hardener_bin = PathBuf::from(value(arg)?),
+                "--dump-payloads" => dump_payloads = Some(PathBuf::from(value(arg)?)),
+                "--payload" => {
+                    let v = value(arg)?;
+                    if !PAYLOAD_IDS.contains(&v.as_str()) {
+                        return Err(format!("--payload must be one of {PAYLOAD_IDS:?}"));
+                    }
+                    only.push(v);
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(Options {
+            seconds: seconds.unwrap_or(if quick { 1.0 } else { 10.0 }),
+            rounds: rounds.unwrap_or(if quick { 1 } else { 2 }),
+            rate,
+            connections,
+            idle_connections,
+            hardener_bin,
+            only,
+            dump_payloads,
+            warmup: if quick {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(1)
+            },
+            quick,
+            bench_flag,
+            help,
+        })
+    }
+
+    fn phase(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds)
+    }
+}
+
+fn num<T: std::str::FromStr>(s: &str, name: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{name}: {s:?} is not a number"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads
+
+struct Payload {
+    /// For `--payload`.
+    id: &'static str,
+    label: &'static str,
+    path: &'static str,
+    body: Bytes,
+    /// Minimum throughput ratio P/B from the issue, if any.
+    throughput_target: Option<f64>,
+}
+
+/// The example review's envelope around `object`, with the harness's uid.
+fn review_around(object: Value) -> Bytes {
+    let mut review: Value = serde_json::from_str(EXAMPLE_REVIEW).expect("the example parses");
+    let request = review["request"]
+        .as_object_mut()
+        .expect("the example has a request");
+    request.insert("uid".into(), json!(UID));
+    request.insert("name".into(), object["metadata"]["name"].clone());
+    request.insert("object".into(), object);
+    Bytes::from(serde_json::to_vec(&review).expect("serializes"))
+}
+
+/// A typical chart's pod as the API server hands it to admission after defaulting: an app, a
+/// sidecar and an init container, no securityContext, the service account token volume.
+fn typical_pod() -> Value {
+    let mounts = |extra: Value| {
+        let mut m = vec![json!({"name": "kube-api-access-7xk2m", "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"})];
+        if !extra.is_null() {
+            m.insert(0, extra);
+        }
+        m
+    };
+    let defaults = |c: Value| {
+        let mut c = c;
+        let o = c.as_object_mut().expect("object");
+        o.insert("imagePullPolicy".into(), json!("IfNotPresent"));
+        o.insert(
+            "terminationMessagePath".into(),
+            json!("/dev/termination-log"),
+        );
+        o.insert("terminationMessagePolicy".into(), json!("File"));
+        o.entry("resources").or_insert(json!({}));
+        c
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-5d8f7c9b4-x2k9p", "generateName": "web-5d8f7c9b4-", "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": "5d8f7c9b4"},
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9901"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f7c9b4",
+                "uid": "0d4c5b62-3f7e-4a55-9d0b-2f9c7c1e8a41", "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {
+            "initContainers": [defaults(json!({"name": "migrate", "image": "registry.example.com/web:1.2.3",
+                "command": ["/app/migrate"], "env": [{"name": "DB_HOST", "value": "db"}],
+                "volumeMounts": mounts(Value::Null)}))],
+            "containers": [
+                defaults(json!({"name": "web", "image": "registry.example.com/web:1.2.3",
+                 "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                 "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "DB_HOST", "value": "db"}],
+                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+                    "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3},
+                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+                    "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3},
+                 "volumeMounts": mounts(json!({"name": "config", "mountPath": "/etc/web"}))})),
+                defaults(json!({"name": "proxy", "image": "envoyproxy/envoy:v1.31",
+                 "ports": [{"containerPort": 9901, "protocol": "TCP"}],
+                 "volumeMounts": mounts(json!({"name": "config", "mountPath": "/etc/envoy"}))}))
+            ],
+            "volumes": [
+                {"name": "config", "configMap": {"name": "web", "defaultMode": 420}},
+                {"name": "kube-api-access-7xk2m", "projected": {"defaultMode": 420, "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}
+            ],
+            "serviceAccountName": "web", "serviceAccount": "web",
+            "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+            "securityContext": {}, "schedulerName": "default-scheduler", "enableServiceLinks": true,
+            "priority": 0, "preemptionPolicy": "PreemptLowerPriority",
+            "tolerations": [
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]
+        }
+    })
+}
+
+/// A fat pod: 12 containers with 40 env vars each, a volume and a mount each.
+fn fat_pod() -> Value {
+    let containers: Vec<Value> = (0..12)
+        .map(|i| {
+            let env: Vec<Value> = (0..40)
+                .map(|j| json!({"name": format!("VARIABLE_NUMBER_{j}"), "value": format!("value-{i}-{j}-some-longer-text")}))
+                .collect();
+            json!({"name": format!("container-{i}"), "image": format!("registry.example.com/team/image-{i}:v1.0.{i}"),
+                "imagePullPolicy": "IfNotPresent",
+                "env": env,
+                "ports": [{"containerPort": 8000 + i, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                "volumeMounts": [{"name": format!("data-{i}"), "mountPath": format!("/data/{i}")}]})
+        })
+        .collect();
+    let volumes: Vec<Value> = (0..12)
+        .map(|i| json!({"name": format!("data-{i}"), "emptyDir": {}}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "fat-7c9d8b6f5-q4w2e", "namespace": "shop", "labels": {"app": "fat"}},
+        "spec": {"containers": containers, "volumes": volumes, "restartPolicy": "Always",
+            "dnsPolicy": "ClusterFirst", "serviceAccountName": "default"}})
+}
+
+fn payloads() -> Vec<Payload> {
+    let typical = review_around(typical_pod());
+    let fat = review_around(fat_pod());
+    vec![
+        Payload {
+            id: "mutate-3k",
+            label: "3 KB /mutate",
+            path: "/mutate",
+            body: typical.clone(),
+            throughput_target: Some(0.85),
+        },
+        Payload {
+            id: "mutate-30k",
+            label: "30 KB /mutate",
+            path: "/mutate",
+            body: fat,
+            throughput_target: Some(0.6),
+        },
+        Payload {
+            id: "validate-3k",
+            label: "3 KB /validate",
+            path: "/validate",
+            body: typical,
+            throughput_target: None,
+        },
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The baseline server (this binary, re-executed)
+
+mod baseline {
+    use super::*;
+
+    /// `--baseline-server PORT CERT KEY`: serves until stdin closes (the harness holds the
+    /// other end, so the server also ends if the harness dies).
+    pub(super) fn main(args: &[String]) -> anyhow::Result<()> {
+        let [port, cert, key] = args else {
+            bail!("usage: {BASELINE_FLAG} PORT CERT KEY");
+        };
+        let port: u16 = port.parse().context("PORT")?;
+        tls::install_crypto_provider();
+        // The same certificate store and rustls ServerConfig as pod-hardener: TLS 1.2 and 1.3,
+        // ALPN h2 and http/1.1, ring.
+        let store = Arc::new(tls::CertStore::load(Path::new(cert), Path::new(key))?);
+        let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(store)?));
+        std::thread::spawn(|| {
+            let mut buf = [0u8; 64];
+            while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+            std::process::exit(0);
+        });
+        // The same runtime flavor as `pod-hardener serve`.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(serve(port, acceptor))
+    }
+
+    async fn serve(port: u16, acceptor: TlsAcceptor) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .with_context(|| format!("bind 127.0.0.1:{port}"))?;
+        loop {
+            let (tcp, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(stream)) =
+                    tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
+                else {
+                    return;
+                };
+                // The same builder settings as pod-hardener's connections.
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(5));
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(128);
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handle))
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(
+        req: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+        let (status, body) = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(_) => (
+                StatusCode::OK,
+                Bytes::from_static(BASELINE_RESPONSE.as_bytes()),
+            ),
+            Err(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Bytes::from_static(b"body too large\n"),
+            ),
+        };
+        let mut rsp = Response::new(Full::new(body));
+        *rsp.status_mut() = status;
+        rsp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(rsp)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes and /proc
+
+/// A child process killed (SIGKILL) and reaped when dropped, panics included.
+struct ChildGuard {
+    child: Child,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Baseline,
+    PodHardener,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Baseline => "baseline",
+            Kind::PodHardener => "pod-hardener",
+        }
+    }
+}
+
+struct Server {
+    kind: Kind,
+    guard: ChildGuard,
+    target: Target,
+    stderr_path: PathBuf,
+    startup: Duration,
+    idle_rss_kib: u64,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.guard.child.id()
+    }
+
+    fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+}
+
+/// A free loopback port: bind port 0 and release it (the child binds it right after).
+fn free_port() -> anyhow::Result<u16> {
+    let l = StdListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14,
+    // stime 15.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Busy ticks of the whole machine (user, nice, system, irq, softirq) from /proc/stat.
+fn system_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum()
+}
+
+/// CPU ticks used by the server, by this process (the load generator) and by everything else
+/// on the machine over a phase.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUsage {
+    server: u64,
+    client: u64,
+    others: u64,
+}
+
+impl std::ops::AddAssign for CpuUsage {
+    fn add_assign(&mut self, o: Self) {
+        self.server += o.server;
+        self.client += o.client;
+        self.others += o.others;
+    }
+}
+
+struct CpuMeter {
+    pid: u32,
+    start: CpuUsage,
+}
+
+impl CpuMeter {
+    fn start(pid: u32) -> Self {
+        CpuMeter {
+            pid,
+            start: CpuMeter::read(pid),
+        }
+    }
+
+    /// Server, client and whole-machine ticks (the last in `others`).
+    fn read(pid: u32) -> CpuUsage {
+        CpuUsage {
+            server: proc_cpu_ticks(pid),
+            client: proc_cpu_ticks(std::process::id()),
+            others: system_busy_ticks(),
+        }
+    }
+
+    fn stop(&self) -> CpuUsage {
+        let end = CpuMeter::read(self.pid);
+        let server = end.server.saturating_sub(self.start.server);
+        let client = end.client.saturating_sub(self.start.client);
+        let machine = end.others.saturating_sub(self.start.others);
+        CpuUsage {
+            server,
+            client,
+            others: machine.saturating_sub(server + client),
+        }
+    }
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    ca_pem: String,
+}
+
+fn fixture() -> anyhow::Result<Fixture> {
+    let dir = tempfile::tempdir()?;
+    let mut req = CertRequest::new("pod-hardener", "pod-hardener");
+    req.extra_dns.push("localhost".into());
+    req.extra_ips.push("127.0.0.1".parse()?);
+    let generated = certs::generate(&req)?;
+    let written = certs::write_files(&generated, &dir.path().join("tls"))?;
+    Ok(Fixture {
+        cert: written.cert,
+        key: written.key,
+        ca_pem: generated.ca_pem,
+        dir,
+    })
+}
+
+async fn start_server(
+    kind: Kind,
+    hardener_bin: &Path,
+    fixture: &Fixture,
+    connector: &TlsConnector,
+    probe: &Payload,
+) -> anyhow::Result<Server> {
+    let mut last_error = None;
+    // A released port can be taken by someone else before the child binds it: try a few.
+    for attempt in 0..3 {
+        let port = free_port()?;
+        let stderr_path = fixture
+            .dir
+            .path()
+            .join(format!("{}-{attempt}.stderr", kind.name()));
+        let stderr = std::fs::File::create(&stderr_path)?;
+        let mut cmd = match kind {
+            Kind::Baseline => {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.arg(BASELINE_FLAG)
+                    .arg(port.to_string())
+                    .arg(&fixture.cert)
+                    .arg(&fixture.key);
+                c
+            }
+            Kind::PodHardener => {
+                let metrics_port = free_port()?;
+                let config = fixture.dir.path().join("config.yaml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "listen: 127.0.0.1:{port}\n\
+                         metricsListen: 127.0.0.1:{metrics_port}\n\
+                         tls:\n  certFile: {}\n  keyFile: {}\n\
+                         namespaceSource: static\n\
+                         log:\n  level: warn\n",
+                        fixture.cert.display(),
+                        fixture.key.display()
+                    ),
+                )?;
+                let mut c = Command::new(hardener_bin);
+                c.arg("serve").arg("--config").arg(&config);
+                // Nothing from the environment overrides the file.
+                for var in [
+                    "POD_HARDENER_CONFIG",
+                    "POD_HARDENER_LISTEN",
+                    "POD_HARDENER_METRICS_LISTEN",
+                    "POD_HARDENER_TLS_CERT",
+                    "POD_HARDENER_TLS_KEY",
+                    "POD_HARDENER_LOG_FORMAT",
+                    "POD_HARDENER_LOG_LEVEL",
+                    "KUBECONFIG",
+                ] {
+                    c.env_remove(var);
+                }
+                c
+            }
+        };
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr));
+        let spawned = Instant::now();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", kind.name()))?;
+        let mut guard = ChildGuard { child };
+        let target = Target::new(SocketAddr::from(([127, 0, 0, 1], port)), connector.clone());
+        // Ready when a review is answered: at most 200 tries over about 10 s.
+        let mut ready = false;
+        for _ in 0..200 {
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                last_error = Some(anyhow!(
+                    "{} exited during start-up ({status}): {}",
+                    kind.name(),
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                ));
+                break;
+            }
+            let probe_result = tokio::time::timeout(Duration::from_secs(1), async {
+                let mut conn = target.connect().await.map_err(|e| e.to_string())?;
+                review(&mut conn, &target, probe).await
+            })
+            .await;
+            if matches!(probe_result, Ok(Ok(_))) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let startup = spawned.elapsed();
+        if !ready {
+            if last_error.is_none() {
+                last_error = Some(anyhow!(
+                    "{} did not answer within 10 s: {}",
+                    kind.name(),
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                ));
+            }
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle_rss_kib = proc_status_kib(guard.child.id(), "VmRSS:");
+        return Ok(Server {
+            kind,
+            guard,
+            target,
+            stderr_path,
+            startup,
+            idle_rss_kib,
+        });
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("{} did not start", kind.name())))
+}
+
+/// pod-hardener's plain-HTTP readiness endpoint answers 200 (one blocking request, bounded).
+fn metrics_ready(server: &Server, fixture: &Fixture) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let config = std::fs::read_to_string(fixture.dir.path().join("config.yaml"))?;
+    let addr: SocketAddr = config
+        .lines()
+        .find_map(|l| l.strip_prefix("metricsListen: "))
+        .context("metricsListen in the config")?
+        .parse()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut rsp = String::new();
+    let _ = s.take(64 * 1024).read_to_string(&mut rsp);
+    if !rsp.starts_with("HTTP/1.1 200") {
+        bail!(
+            "{} /readyz answered {:?}",
+            server.kind.name(),
+            rsp.lines().next()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    host: HeaderValue,
+    connector: TlsConnector,
+}
+
+impl Target {
+    fn new(addr: SocketAddr, connector: TlsConnector) -> Self {
+        Target {
+            addr,
+            host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
+            connector,
+        }
+    }
+
+    /// TCP + TLS 1.3 handshake + HTTP/1.1 handshake, bounded.
+    async fn connect(&self) -> anyhow::Result<Sender> {
+        tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let tcp = TcpStream::connect(self.addr).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::IpAddress(self.addr.ip().into());
+            let stream = self.connector.connect(name, tcp).await?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            anyhow::Ok(sender)
+        })
+        .await
+        .map_err(|_| anyhow!("connect timed out"))?
+    }
+}
+
+fn client_tls(ca_pem: &str) -> anyhow::Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(der?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// One review on a kept-alive connection: the response must be a 200 carrying the uid.
+async fn review(conn: &mut Sender, target: &Target, payload: &Payload) -> Result<Bytes, String> {
+    let work = async {
+        conn.ready()
+            .await
+            .map_err(|e| format!("connection unusable: {e}"))?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(payload.path)
+            .header(HOST, target.host.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(payload.body.clone()))
+            .map_err(|e| e.to_string())?;
+        let rsp = conn
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = rsp.status();
+        let body = rsp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("response body: {e}"))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            let shown = &body[..body.len().min(200)];
+            return Err(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(shown).trim()
+            ));
+        }
+        if memchr::memmem::find(&body, UID_NEEDLE.as_bytes()).is_none() {
+            return Err("the response does not carry the request's uid".into());
+        }
+        Ok(body)
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no response within {REQUEST_TIMEOUT:?}")),
+    }
+}
+
+/// Opens `n` connections, 32 handshakes at a time.
+async fn connect_many(target: &Target, n: usize) -> (Vec<Sender>, Vec<String>) {
+    let mut conns = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    let mut remaining = n;
+    while remaining > 0 {
+        let batch = remaining.min(32);
+        remaining -= batch;
+        let mut set = JoinSet::new();
+        for _ in 0..batch {
+            let t = target.clone();
+            set.spawn(async move { t.connect().await });
+        }
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(Ok(c)) => conns.push(c),
+                Ok(Err(e)) => errors.push(format!("connect: {e:#}")),
+                Err(e) => errors.push(format!("connect task: {e}")),
+            }
+        }
+    }
+    (conns, errors)
+}
+
+/// The full check of one response, beyond the uid the hot path checks.
+fn describe_response(body: &[u8]) -> Result<String, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    if v["apiVersion"] != "admission.k8s.io/v1" || v["kind"] != "AdmissionReview" {
+        return Err(format!("not an admission.k8s.io/v1 AdmissionReview: {v}"));
+    }
+    let r = &v["response"];
+    if r["uid"] != UID {
+        return Err(format!("response.uid is {}", r["uid"]));
+    }
+    let Some(allowed) = r["allowed"].as_bool() else {
+        return Err("response.allowed is not a boolean".into());
+    };
+    let patch = r["patch"].as_str().map_or(0, str::len);
+    let warnings = r["warnings"].as_array().map_or(0, Vec::len);
+    Ok(format!(
+        "allowed={allowed}, patch {patch} B (base64), {warnings} warnings, response {} B",
+        body.len()
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+#[derive(Default)]
+struct Errors {
+    count: u64,
+    samples: Vec<String>,
+}
+
+impl Errors {
+    fn add(&mut self, e: String) {
+        self.count += 1;
+        if self.samples.len() < ERROR_SAMPLES && !self.samples.contains(&e) {
+            self.samples.push(e);
+        }
+    }
+
+    fn merge(&mut self, other: Errors) {
+        self.count += other.count;
+        for s in other.samples {
+            if self.samples.len() < ERROR_SAMPLES && !self.samples.contains(&s) {
+                self.samples.push(s);
+            }
+        }
+    }
+}
+
+struct ClosedResult {
+    ok: u64,
+    elapsed: Duration,
+    cpu: CpuUsage,
+    errors: Errors,
+}
+
+/// Closed loop: `conns` connections each sending the next request as soon as the previous
+/// response arrived, for `duration`.
+async fn closed_loop(
+    server: &Server,
+    payload: &Arc<Payload>,
+    conns: usize,
+    duration: Duration,
+) -> ClosedResult {
+    let (senders, connect_errors) = connect_many(&server.target, conns).await;
+    let mut errors = Errors::default();
+    for e in connect_errors {
+        errors.add(e);
+    }
+    let meter = CpuMeter::start(server.pid());
+    let start = Instant::now();
+    let deadline = start + duration;
+    let per_conn_cap = MAX_REQUESTS_PER_PHASE / conns as u64;
+    let mut set = JoinSet::new();
+    for mut conn in senders {
+        let target = server.target.clone();
+        let payload = payload.clone();
+        set.spawn(async move {
+            let mut ok = 0u64;
+            let mut errors = Errors::default();
+            let mut sent = 0u64;
+            while Instant::now() < deadline && sent < per_conn_cap {
+                sent += 1;
+                match review(&mut conn, &target, &payload).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        errors.add(e);
+                        match target.connect().await {
+                            Ok(c) => conn = c,
+                            Err(e) => {
+                                errors.add(format!("reconnect: {e:#}"));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            (ok, errors, conn)
+        });
+    }
+    let mut ok = 0;
+    let mut keep = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((n, e, conn)) => {
+                ok += n;
+                errors.merge(e);
+                keep.push(conn);
+            }
+            Err(e) => errors.add(format!("load task: {e}")),
+        }
+    }
+    let elapsed = start.elapsed();
+    let cpu = meter.stop();
+    drop(keep);
+    ClosedResult {
+        ok,
+        elapsed,
+        cpu,
+        errors,
+    }
+}
+
+struct OpenResult {
+    ok: u64,
+    /// From the scheduled send time to the end of the response (coordinated-omission corrected).
+    latencies_ns: Vec<u64>,
+    /// From the actual send to the end of the response (what a naive client would report).
+    service_ns: Vec<u64>,
+    /// How late the pacer handed each request out (the client's own share of the latency).
+    pacer_lag_ns: Vec<u64>,
+    elapsed: Duration,
+    cpu: CpuUsage,
+    errors: Errors,
+}
+
+/// Open loop: requests scheduled at a fixed rate, spread round-robin over `conns` kept-alive
+/// connections (as wrk2 does). A request whose connection is still busy at its scheduled time
+/// waits, and that wait counts in its latency.
+async fn open_loop(
+    server: &Server,
+    payload: &Arc<Payload>,
+    conns: usize,
+    rate: u32,
+    duration: Duration,
+) -> OpenResult {
+    let (senders, connect_errors) = connect_many(&server.target, conns).await;
+    let mut errors = Errors::default();
+    for e in connect_errors {
+        errors.add(e);
+    }
+    let total = ((f64::from(rate) * duration.as_secs_f64()).round() as u64)
+        .clamp(1, MAX_REQUESTS_PER_PHASE);
+    let n = senders.len();
+    if n == 0 {
+        errors.add("open loop: no connection could be opened".into());
+        return OpenResult {
+            ok: 0,
+            latencies_ns: Vec::new(),
+            service_ns: Vec::new(),
+            pacer_lag_ns: Vec::new(),
+            elapsed: Duration::ZERO,
+            cpu: CpuUsage::default(),
+            errors,
+        };
+    }
+    let meter = CpuMeter::start(server.pid());
+    // A little slack for the tasks to start waiting.
+    let start = Instant::now() + Duration::from_millis(20);
+    let hard_deadline = start + duration + OPEN_LOOP_GRACE;
+    let mut txs = Vec::with_capacity(n);
+    let mut set = JoinSet::new();
+    for mut conn in senders {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        txs.push(tx);
+        let target = server.target.clone();
+        let payload = payload.clone();
+        set.spawn(async move {
+            let mut ok = 0u64;
+            let mut lat = Vec::new();
+            let mut svc = Vec::new();
+            let mut errors = Errors::default();
+            let mut usable = true;
+            while let Some(intended) = rx.recv().await {
+                if !usable || Instant::now() > hard_deadline {
+                    errors.add(if usable {
+                        "not sent before the phase's hard deadline".into()
+                    } else {
+                        "connection lost".into()
+                    });
+                    continue;
+                }
+                let sent = Instant::now();
+                match review(&mut conn, &target, &payload).await {
+                    Ok(_) => {
+                        let done = Instant::now();
+                        ok += 1;
+                        lat.push(done.saturating_duration_since(intended).as_nanos() as u64);
+                        svc.push(done.saturating_duration_since(sent).as_nanos() as u64);
+                    }
+                    Err(e) => {
+                        errors.add(e);
+                        match target.connect().await {
+                            Ok(c) => conn = c,
+                            Err(e) => {
+                                errors.add(format!("reconnect: {e:#}"));
+                                usable = false;
+                            }
+                        }
+                    }
+                }
+            }
+            (ok, lat, svc, errors, conn)
+        });
+    }
+    // The pacer: a plain thread sleeping to each scheduled time (nanosleep, tens of µs of
+    // slack, where tokio's timer has 1 ms granularity).
+    let rate_f = f64::from(rate);
+    let pacer = tokio::task::spawn_blocking(move || {
+        let mut lag = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let intended = start + Duration::from_secs_f64(i as f64 / rate_f);
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            lag.push(
+                Instant::now()
+                    .saturating_duration_since(intended)
+                    .as_nanos() as u64,
+            );
+            let _ = txs[(i % n as u64) as usize].send(intended);
+        }
+        lag
+    });
+    let pacer_lag_ns = pacer.await.unwrap_or_default();
+    let mut ok = 0;
+    let mut latencies_ns = Vec::with_capacity(total as usize);
+    let mut service_ns = Vec::with_capacity(total as usize);
+    let mut keep = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((k, l, s, e, conn)) => {
+                ok += k;
+                latencies_ns.extend(l);
+                service_ns.extend(s);
+                errors.merge(e);
+                keep.push(conn);
+            }
+            Err(e) => errors.add(format!("load task: {e}")),
+        }
+    }
+    let elapsed = start.elapsed();
+    let cpu = meter.stop();
+    drop(keep);
+    OpenResult {
+        ok,
+        latencies_ns,
+        service_ns,
+        pacer_lag_ns,
+        elapsed,
+        cpu,
+        errors,
+    }
+}
+
+struct IdleResult {
+    opened: usize,
+    rss_kib: u64,
+    errors: Errors,
+}
+
+/// Opens `n` connections, answers one review on each (an API server's idle keep-alive
+/// connection has served requests), reads the server's RSS, and closes them.
+async fn idle_connections(server: &Server, payload: &Arc<Payload>, n: usize) -> IdleResult {
+    let (mut conns, connect_errors) = connect_many(&server.target, n).await;
+    let mut errors = Errors::default();
+    for e in connect_errors {
+        errors.add(e);
+    }
+    // One review on each, 32 at a time; each connection moves into its task and back.
+    let mut done = Vec::with_capacity(conns.len());
+    while !conns.is_empty() {
+        let batch: Vec<Sender> = conns.drain(..conns.len().min(32)).collect();
+        let mut set = JoinSet::new();
+        for mut conn in batch {
+            let target = server.target.clone();
+            let payload = payload.clone();
+            set.spawn(async move {
+                let r = review(&mut conn, &target, &payload).await;
+                (conn, r)
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok((conn, Ok(_))) => done.push(conn),
+                Ok((_, Err(e))) => errors.add(e),
+                Err(e) => errors.add(format!("idle task: {e}")),
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_kib = proc_status_kib(server.pid(), "VmRSS:");
+    let opened = done.len();
+    drop(done);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    IdleResult {
+        opened,
+        rss_kib,
+        errors,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregation
+
+#[derive(Default)]
+struct Tally {
+    closed_ok: u64,
+    closed_secs: f64,
+    closed_cpu: CpuUsage,
+    rounds_rps: Vec<f64>,
+    open_ok: u64,
+    open_secs: f64,
+    open_cpu: CpuUsage,
+    latencies_ns: Vec<u64>,
+    service_ns: Vec<u64>,
+    pacer_lag_ns: Vec<u64>,
+    errors: Errors,
+    check: String,
+}
+
+impl Tally {
+    fn rps(&self) -> f64 {
+        if self.closed_secs > 0.0 {
+            self.closed_ok as f64 / self.closed_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+fn cpu_per_1k(ticks: u64, ok: u64, hz: f64) -> f64 {
+    if ok == 0 {
+        return f64::NAN;
+    }
+    ticks as f64 / hz / ok as f64 * 1000.0
+}
+
+/// The value at quantile `q` of sorted samples (nearest rank).
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn fmt_ns(ns: u64) -> String {
+    let us = ns as f64 / 1000.0;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn fmt_count(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "MISS" }
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn today_utc() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores (nproc), {model}, {:.0} GiB, Linux {}",
+        mem_kib as f64 / 1024.0 / 1024.0,
+        kernel.trim()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+fn run(opts: &Options) -> anyhow::Result<bool> {
+    tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(opts))
+}
+
+async fn run_async(opts: &Options) -> anyhow::Result<bool> {
+    let hz = clock_ticks();
+    let machine = machine();
+    let date = today_utc();
+    let payloads: Vec<Arc<Payload>> = payloads()
+        .into_iter()
+        .filter(|p| opts.only.is_empty() || opts.only.iter().any(|id| id == p.id))
+        .map(Arc::new)
+        .collect();
+    let phase = opts.phase();
+    println!("# pod-hardener load harness");
+    println!("machine: {machine}");
+    println!(
+        "settings: {} s phases, {} round(s) B,P alternating, {} connections, open loop {} reviews/s, {} idle connections{}",
+        opts.seconds,
+        opts.rounds,
+        opts.connections,
+        opts.rate,
+        opts.idle_connections,
+        if opts.quick { " (--quick)" } else { "" }
+    );
+    for p in &payloads {
+        println!("payload {}: {} bytes", p.label, p.body.len());
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "note: the load generator runs on the same {cores} cores as the server under test and competes with it for CPU; \
+         absolute figures are lower than on a dedicated machine, the ratios compare both servers measured the same way."
+    );
+
+    let fixture = fixture()?;
+    let connector = client_tls(&fixture.ca_pem)?;
+    let probe = payloads[0].clone();
+    let baseline = start_server(
+        Kind::Baseline,
+        &opts.hardener_bin,
+        &fixture,
+        &connector,
+        &probe,
+    )
+    .await?;
+    let hardener = start_server(
+        Kind::PodHardener,
+        &opts.hardener_bin,
+        &fixture,
+        &connector,
+        &probe,
+    )
+    .await?;
+    metrics_ready(&hardener, &fixture)?;
+    let servers = [&baseline, &hardener];
+    for s in servers {
+        println!(
+            "{}: pid {}, {} , ready in {} ms, idle RSS {}",
+            s.kind.name(),
+            s.pid(),
+            s.target.addr,
+            s.startup.as_millis(),
+            fmt_mib(s.idle_rss_kib)
+        );
+    }
+
+    // Correctness: negotiated protocol, and a full check of one response per payload.
+    let mut tallies: Vec<[Tally; 2]> = payloads.iter().map(|_| Default::default()).collect();
+    {
+        let tcp = TcpStream::connect(hardener.target.addr).await?;
+        let stream = connector
+            .connect(ServerName::IpAddress(hardener.target.addr.ip().into()), tcp)
+            .await?;
+        let (_, session) = stream.get_ref();
+        let (version, alpn) = (session.protocol_version(), session.alpn_protocol());
+        if version != Some(rustls::ProtocolVersion::TLSv1_3) || alpn != Some(b"http/1.1") {
+            bail!("negotiated {version:?} with ALPN {alpn:?}, expected TLS 1.3 and http/1.1");
+        }
+        println!("negotiated: TLS 1.3, ALPN http/1.1, keep-alive");
+    }
+    for (i, p) in payloads.iter().enumerate() {
+        for (j, s) in servers.iter().enumerate() {
+            let result = async {
+                let mut conn = s.target.connect().await.map_err(|e| format!("{e:#}"))?;
+                let body = review(&mut conn, &s.target, p).await?;
+                describe_response(&body)
+            }
+            .await;
+            match result {
+                Ok(d) => {
+                    println!("check {} {}: {d}", s.kind.name(), p.label);
+                    tallies[i][j].check = d;
+                }
+                Err(e) => tallies[i][j].errors.add(format!("check: {e}")),
+            }
+        }
+    }
+
+    // Warm-up, not measured.
+    for (i, p) in payloads.iter().enumerate() {
+        for (j, s) in servers.iter().enumerate() {
+            let w = closed_loop(s, p, opts.connections, opts.warmup).await;
+            tallies[i][j].errors.merge(w.errors);
+        }
+    }
+
+    // Cores used by other processes in each measured phase: the harness cannot stop them, it
+    // reports them.
+    let mut others: Vec<f64> = Vec::new();
+    for round in 1..=opts.rounds {
+        for (i, p) in payloads.iter().enumerate() {
+            for (j, s) in servers.iter().enumerate() {
+                let r = closed_loop(s, p, opts.connections, phase).await;
+                let t = &mut tallies[i][j];
+                let rps = r.ok as f64 / r.elapsed.as_secs_f64();
+                println!(
+                    "round {round} {:<14} {:<12} closed loop: {:>7} reviews/s, {} errors; cores used: server {:.2}, load generator {:.2}, other processes {:.2}",
+                    p.label,
+                    s.kind.name(),
+                    fmt_count(rps),
+                    r.errors.count,
+                    r.cpu.server as f64 / hz / r.elapsed.as_secs_f64(),
+                    r.cpu.client as f64 / hz / r.elapsed.as_secs_f64(),
+                    r.cpu.others as f64 / hz / r.elapsed.as_secs_f64(),
+                );
+                t.closed_ok += r.ok;
+                t.closed_secs += r.elapsed.as_secs_f64();
+                t.closed_cpu += r.cpu;
+                others.push(r.cpu.others as f64 / hz / r.elapsed.as_secs_f64());
+                t.rounds_rps.push(rps);
+                t.errors.merge(r.errors);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            for (j, s) in servers.iter().enumerate() {
+                let mut r = open_loop(s, p, opts.connections, opts.rate, phase).await;
+                r.latencies_ns.sort_unstable();
+                r.pacer_lag_ns.sort_unstable();
+                println!(
+                    "round {round} {:<14} {:<12} open loop {}/s: p50 {} p99 {} p99.9 {}, {} errors, pacer lag p99 {}; cores used: server {:.2}, other processes {:.2}",
+                    p.label,
+                    s.kind.name(),
+                    opts.rate,
+                    fmt_ns(quantile(&r.latencies_ns, 0.5)),
+                    fmt_ns(quantile(&r.latencies_ns, 0.99)),
+                    fmt_ns(quantile(&r.latencies_ns, 0.999)),
+                    r.errors.count,
+                    fmt_ns(quantile(&r.pacer_lag_ns, 0.99)),
+                    r.cpu.server as f64 / hz / r.elapsed.as_secs_f64(),
+                    r.cpu.others as f64 / hz / r.elapsed.as_secs_f64(),
+                );
+                others.push(r.cpu.others as f64 / hz / r.elapsed.as_secs_f64());
+                let t = &mut tallies[i][j];
+                t.open_ok += r.ok;
+                t.open_secs += r.elapsed.as_secs_f64();
+                t.open_cpu += r.cpu;
+                t.latencies_ns.extend(r.latencies_ns);
+                t.service_ns.extend(r.service_ns);
+                t.pacer_lag_ns.extend(r.pacer_lag_ns);
+                t.errors.merge(r.errors);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    let peak_kib = servers.map(|s| proc_status_kib(s.pid(), "VmHWM:"));
+    let mut idle_results = Vec::new();
+    for s in servers {
+        let r = idle_connections(s, &payloads[0], opts.idle_connections).await;
+        println!(
+            "{}: {} idle TLS connections open, RSS {}",
+            s.kind.name(),
+            r.opened,
+            fmt_mib(r.rss_kib)
+        );
+        idle_results.push(r);
+    }
+
+    // Report.
+    for t in &mut tallies {
+        for s in t.iter_mut() {
+            s.latencies_ns.sort_unstable();
+            s.service_ns.sort_unstable();
+            s.pacer_lag_ns.sort_unstable();
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## Results ({date})\n");
+    let _ = writeln!(
+        out,
+        "Machine: {machine}. The load generator shares these cores with the server under test."
+    );
+    let others_mean = others.iter().sum::<f64>() / others.len().max(1) as f64;
+    let others_max = others.iter().copied().fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "Other processes on the machine used {others_mean:.2} cores on average during the measured phases (at most {others_max:.2}){}",
+        if others_mean > 0.15 || others_max > 0.5 {
+            ": the machine was NOT quiet, figures are disturbed; run again on an idle machine."
+        } else {
+            ": quiet."
+        }
+    );
+    let _ = writeln!(
+        out,
+        "Settings: {} s phases × {} round(s), B and P alternating; closed loop with {} keep-alive HTTP/1.1 connections over TLS 1.3; \
+         open loop at {} reviews/s over {} connections, latency from the scheduled send time.\n",
+        opts.seconds, opts.rounds, opts.connections, opts.rate, opts.connections
+    );
+    let _ = writeln!(
+        out,
+        "| metric | payload | baseline (B) | pod-hardener (P) | P/B | target |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---|");
+    let mut all_errors = 0u64;
+    for (i, p) in payloads.iter().enumerate() {
+        let [b, h] = &tallies[i];
+        let ratio = h.rps() / b.rps();
+        let target = match p.throughput_target {
+            Some(min) => format!("≥ {min:.2}× {}", verdict(ratio >= min)),
+            None => "—".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| throughput, {} conns (reviews/s) | {} | {} | {} | {:.2}× | {target} |",
+            opts.connections,
+            p.label,
+            fmt_count(b.rps()),
+            fmt_count(h.rps()),
+            ratio
+        );
+        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
+            let (bq, hq) = (quantile(&b.latencies_ns, q), quantile(&h.latencies_ns, q));
+            let r = hq as f64 / bq.max(1) as f64;
+            let target = if name == "p99" {
+                let pass = r <= 1.5 && hq < 1_000_000;
+                let overload = [b, h]
+                    .iter()
+                    .zip(["B", "P"])
+                    .filter(|(t, _)| t.rps() < f64::from(opts.rate))
+                    .map(|(t, who)| {
+                        format!(" ({who} saturates at {}/s: queueing)", fmt_count(t.rps()))
+                    })
+                    .collect::<String>();
+                format!("≤ 1.5× B and < 1 ms {}{overload}", verdict(pass))
+            } else {
+                "—".into()
+            };
+            let _ = writeln!(
+                out,
+                "| {name} at {}/s | {} | {} | {} | {r:.2}× | {target} |",
+                fmt_count(f64::from(opts.rate)),
+                p.label,
+                fmt_ns(bq),
+                fmt_ns(hq)
+            );
+        }
+        let (bs, hs) = (
+            cpu_per_1k(b.closed_cpu.server, b.closed_ok, hz),
+            cpu_per_1k(h.closed_cpu.server, h.closed_ok, hz),
+        );
+        let _ = writeln!(
+            out,
+            "| CPU s / 1,000 reviews, saturated | {} | {bs:.3} | {hs:.3} | {:.2}× | — |",
+            p.label,
+            hs / bs
+        );
+        let (bo, ho) = (
+            cpu_per_1k(b.open_cpu.server, b.open_ok, hz),
+            cpu_per_1k(h.open_cpu.server, h.open_ok, hz),
+        );
+        let _ = writeln!(
+            out,
+            "| CPU s / 1,000 reviews at {}/s | {} | {bo:.3} | {ho:.3} | {:.2}× | — |",
+            fmt_count(f64::from(opts.rate)),
+            p.label,
+            ho / bo
+        );
+        let errs = b.errors.count + h.errors.count;
+        all_errors += errs;
+        let _ = writeln!(
+            out,
+            "| errors | {} | {} | {} | | 0 {} |",
+            p.label,
+            b.errors.count,
+            h.errors.count,
+            verdict(errs == 0)
+        );
+    }
+    let [bi, hi] = [baseline.idle_rss_kib, hardener.idle_rss_kib];
+    let _ = writeln!(
+        out,
+        "| idle RSS after start-up | — | {} | {} | {:.2}× | < 16 MiB {} |",
+        fmt_mib(bi),
+        fmt_mib(hi),
+        hi as f64 / bi.max(1) as f64,
+        verdict(hi < 16 * 1024)
+    );
+    let _ = writeln!(
+        out,
+        "| peak RSS (VmHWM) after the load | — | {} | {} | {:.2}× | — |",
+        fmt_mib(peak_kib[0]),
+        fmt_mib(peak_kib[1]),
+        peak_kib[1] as f64 / peak_kib[0].max(1) as f64
+    );
+    let (bc, hc) = (&idle_results[0], &idle_results[1]);
+    let _ = writeln!(
+        out,
+        "| RSS with {} idle TLS connections | — | {} | {} | {:.2}× | < 64 MiB {} |",
+        fmt_count(opts.idle_connections as f64),
+        fmt_mib(bc.rss_kib),
+        fmt_mib(hc.rss_kib),
+        hc.rss_kib as f64 / bc.rss_kib.max(1) as f64,
+        verdict(hc.rss_kib < 64 * 1024 && hc.opened == opts.idle_connections)
+    );
+    let _ = writeln!(
+        out,
+        "| start-up to first answered review | — | {} ms | {} ms | | — |",
+        baseline.startup.as_millis(),
+        hardener.startup.as_millis()
+    );
+    for r in &idle_results {
+        all_errors += r.errors.count;
+    }
+    // Details that explain the table.
+    let _ = writeln!(out, "\nDetails:");
+    for (i, p) in payloads.iter().enumerate() {
+        for (j, s) in servers.iter().enumerate() {
+            let t = &tallies[i][j];
+            let rounds: Vec<String> = t.rounds_rps.iter().map(|r| fmt_count(*r)).collect();
+            let _ = writeln!(
+                out,
+                "- {} {}: reviews/s per round [{}]; load generator {:.2} cores while saturating; \
+                 at {}/s service time (from the actual send) p50 {} p99 {}, pacer lag p99 {}, {} samples; {}",
+                s.kind.name(),
+                p.label,
+                rounds.join(", "),
+                t.closed_cpu.client as f64 / hz / t.closed_secs.max(1e-9),
+                opts.rate,
+                fmt_ns(quantile(&t.service_ns, 0.5)),
+                fmt_ns(quantile(&t.service_ns, 0.99)),
+                fmt_ns(quantile(&t.pacer_lag_ns, 0.99)),
+                t.latencies_ns.len(),
+                if t.check.is_empty() {
+                    "no checked response"
+                } else {
+                    &t.check
+                },
+            );
+        }
+    }
+    print!("{out}");
+
+    let mut clean = all_errors == 0;
+    if !clean {
+        println!("\nERRORS ({all_errors}):");
+        for (i, p) in payloads.iter().enumerate() {
+            for (j, s) in servers.iter().enumerate() {
+                for e in &tallies[i][j].errors.samples {
+                    println!("- {} {}: {e}", s.kind.name(), p.label);
+                }
+            }
+        }
+        for (s, r) in servers.iter().zip(&idle_results) {
+            for e in &r.errors.samples {
+                println!("- {} idle connections: {e}", s.kind.name());
+            }
+        }
+    }
+    for s in servers {
+        if let Some(status) = proc_exited(s) {
+            clean = false;
+            println!(
+                "{} exited during the run ({status}):\n{}",
+                s.kind.name(),
+                s.stderr_tail()
+            );
+        }
+    }
+    Ok(clean)
+}
+
+/// Whether the server process has already exited (it must still be running at the end).
+fn proc_exited(s: &Server) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", s.pid())).ok();
+    match stat {
+        None => Some("gone".into()),
+        Some(st) => {
+            let state = st
+                .rfind(')')
+                .and_then(|i| st[i + 1..].split_whitespace().next().map(str::to_owned));
+            match state.as_deref() {
+                Some("Z") | Some("X") => Some("exited".into()),
+                _ => None,
+            }
+        }
+    }
+}
