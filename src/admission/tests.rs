@@ -449,20 +449,38 @@ fn still_denied_warning_matches_the_hardened_pod_on_every_fixture() {
     let mut checked = 0;
     for level in ["baseline", "restricted"] {
         for outcome in ["pass", "fail"] {
-            let dir = std::path::Path::new(root).join(level).join("v1.37").join(outcome);
+            let dir = std::path::Path::new(root)
+                .join(level)
+                .join("v1.37")
+                .join(outcome);
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
-                let object: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let object: Value =
+                    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
                 let req = request("CREATE", POD, object.clone(), None);
                 let out = mutate::mutate(&req, &restricted(), &AdmissionSettings::default());
                 let hardened = apply(&object, &out.response);
-                let mut parts = crate::workload::extract(crate::workload::WorkloadKind::Pod, &hardened).unwrap();
-                crate::pss::defaulting::apply_api_server_defaults(&mut parts.spec, crate::pss::defaulting::SpecOwner::Pod);
-                let violations = pss::evaluate(&parts.metadata, &parts.spec, LevelVersion::restricted_latest());
+                let mut parts =
+                    crate::workload::extract(crate::workload::WorkloadKind::Pod, &hardened)
+                        .unwrap();
+                crate::pss::defaulting::apply_api_server_defaults(
+                    &mut parts.spec,
+                    crate::pss::defaulting::SpecOwner::Pod,
+                );
+                let violations = pss::evaluate(
+                    &parts.metadata,
+                    &parts.spec,
+                    LevelVersion::restricted_latest(),
+                );
                 let expected = (!violations.is_empty()).then(|| {
                     format!("pod-hardener: this pod will still be denied by PodSecurity \"restricted:latest\": {}", pss::aggregate_reasons(&violations))
                 });
-                let actual = out.response.warnings.iter().find(|w| w.contains("will still be denied")).cloned();
+                let actual = out
+                    .response
+                    .warnings
+                    .iter()
+                    .find(|w| w.contains("will still be denied"))
+                    .cloned();
                 // Defaulting can only add violations the warning also sees (volumes without a
                 // source are what the API server defaults; the raw fixture keeps them).
                 if path.ends_with("restrictedvolumes0.yaml") {
