@@ -64,19 +64,8 @@ pub struct HardeningSettings {
 impl Default for HardeningSettings {
     fn default() -> Self {
         HardeningSettings {
-            restricted: [
-                Control::RunAsNonRoot,
-                Control::SeccompProfile,
-                Control::RunAsUser,
-                Control::RunAsGroup,
-                Control::FsGroup,
-                Control::AllowPrivilegeEscalation,
-                Control::Capabilities,
-                Control::ProcMount,
-                Control::ReadOnlyRootFilesystem,
-                Control::TmpVolume,
-            ]
-            .into(),
+            // Every control; runAsUser, runAsGroup and fsGroup act only once given a value.
+            restricted: Control::ALL.into(),
             baseline: [Control::SeccompProfile, Control::AllowPrivilegeEscalation].into(),
             mode: Mode::Fill,
             tmp_size_limit: None,
