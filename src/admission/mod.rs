@@ -14,8 +14,6 @@ pub mod validate;
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
-
 use crate::harden::{Control, HardeningSettings};
 use crate::pss::CheckId;
 
@@ -33,6 +31,27 @@ pub struct Exemptions {
     pub runtime_class_names: BTreeSet<String>,
     /// Namespaces.
     pub namespaces: BTreeSet<String>,
+}
+
+impl Exemptions {
+    /// The exemption that covers the request itself, in PSA's order: `namespace`, then `user`.
+    pub(crate) fn of_request(&self, req: &AdmissionRequest) -> Option<&'static str> {
+        if req
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| self.namespaces.contains(ns))
+        {
+            return Some("namespace");
+        }
+        self.usernames
+            .contains(&req.user_info.username)
+            .then_some("user")
+    }
+
+    /// Whether `spec.runtimeClassName` is exempt.
+    pub(crate) fn covers_runtime_class(&self, runtime_class_name: Option<&String>) -> bool {
+        runtime_class_name.is_some_and(|rc| self.runtime_class_names.contains(rc))
+    }
 }
 
 /// What the admission decisions depend on besides the namespace policy.
@@ -134,11 +153,6 @@ pub(crate) const IGNORED_POD_SUBRESOURCES: [&str; 8] = [
     "proxy",
     "status",
 ];
-
-/// `spec.runtimeClassName` of an object's pod spec, read without a full parse.
-pub(crate) fn runtime_class_name(spec: Option<&Value>) -> Option<&str> {
-    spec?.get("runtimeClassName")?.as_str()
-}
 
 /// Whether the request is for core/v1 Pods.
 pub(crate) fn is_pod(req: &AdmissionRequest) -> bool {

@@ -42,13 +42,17 @@ pub fn mutate(
             "the request has no object".into(),
         ));
     };
-    if policy.mode == HardenMode::Off || is_exempt(req, object, settings) {
+    let exemptions = &settings.exemptions;
+    if policy.mode == HardenMode::Off || exemptions.of_request(req).is_some() {
         return Outcome::allowed(&req.uid);
     }
     let parts = match workload::extract(WorkloadKind::Pod, object) {
         Ok(parts) => parts,
         Err(e) => return Outcome::invalid(AdmissionResponse::bad_request(&req.uid, e.to_string())),
     };
+    if exemptions.covers_runtime_class(parts.spec.runtime_class_name.as_ref()) {
+        return Outcome::allowed(&req.uid);
+    }
     let profile = Profile::for_level(policy.enforce.level, &settings.hardening);
     let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
     let hardening = harden::harden(
@@ -97,16 +101,6 @@ pub fn mutate(
         changes: changed,
         violations: Vec::new(),
     }
-}
-
-fn is_exempt(req: &AdmissionRequest, object: &Value, settings: &AdmissionSettings) -> bool {
-    let ex = &settings.exemptions;
-    req.namespace
-        .as_ref()
-        .is_some_and(|ns| ex.namespaces.contains(ns))
-        || ex.usernames.contains(&req.user_info.username)
-        || super::runtime_class_name(object.get("spec"))
-            .is_some_and(|rc| ex.runtime_class_names.contains(rc))
 }
 
 fn ephemeral_names(old: Option<&Value>) -> BTreeSet<String> {

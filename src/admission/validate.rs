@@ -41,30 +41,6 @@ pub fn validate(
     }
 }
 
-fn exemption(req: &AdmissionRequest, settings: &AdmissionSettings) -> Option<&'static str> {
-    let ex = &settings.exemptions;
-    if req
-        .namespace
-        .as_ref()
-        .is_some_and(|ns| ex.namespaces.contains(ns))
-    {
-        return Some("namespace");
-    }
-    if ex.usernames.contains(&req.user_info.username) {
-        return Some("user");
-    }
-    None
-}
-
-fn is_exempt_runtime_class(parts: &PodParts, settings: &AdmissionSettings) -> bool {
-    let exempt = &settings.exemptions.runtime_class_names;
-    parts
-        .spec
-        .runtime_class_name
-        .as_ref()
-        .is_some_and(|rc| exempt.contains(rc))
-}
-
 fn exempt(uid: &str, what: &str) -> Outcome {
     let mut rsp = AdmissionResponse::allow(uid);
     rsp.audit_annotations
@@ -117,7 +93,7 @@ fn validate_pod(
     {
         return Outcome::allowed(&req.uid);
     }
-    if let Some(what) = exemption(req, settings) {
+    if let Some(what) = settings.exemptions.of_request(req) {
         return exempt(&req.uid, what);
     }
     if policy.is_fully_privileged() {
@@ -150,7 +126,10 @@ fn validate_pod(
     {
         return Outcome::allowed(&req.uid);
     }
-    if is_exempt_runtime_class(&parts, settings) {
+    if settings
+        .exemptions
+        .covers_runtime_class(parts.spec.runtime_class_name.as_ref())
+    {
         return exempt(&req.uid, "runtimeClass");
     }
     let mut evaluations = Evaluations::new(&parts);
@@ -165,12 +144,7 @@ fn validate_pod(
     }
     let enforce = evaluations.at(policy.enforce).to_vec();
     if !enforce.is_empty() {
-        let record = parts
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(harden::RECORD_ANNOTATION))
-            .and_then(|s| serde_json::from_str::<Record>(s).ok());
+        let record = existing_record(&parts);
         let mut message = pss::violates_message(policy.enforce, &enforce);
         let extra = could_not_fix(&enforce, record.as_ref());
         if !extra.is_empty() {
@@ -264,7 +238,7 @@ fn validate_workload(
     policy: &NamespacePolicy,
     settings: &AdmissionSettings,
 ) -> Outcome {
-    if let Some(what) = exemption(req, settings) {
+    if let Some(what) = settings.exemptions.of_request(req) {
         return exempt(&req.uid, what);
     }
     if policy.warn.level == Level::Privileged && policy.audit.level == Level::Privileged {
@@ -288,7 +262,10 @@ fn validate_workload(
             };
         }
     };
-    if is_exempt_runtime_class(&parts, settings) {
+    if settings
+        .exemptions
+        .covers_runtime_class(parts.spec.runtime_class_name.as_ref())
+    {
         return exempt(&req.uid, "runtimeClass");
     }
     // The template as the controller's Pods will look after /mutate hardens them.
