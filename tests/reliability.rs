@@ -23,38 +23,31 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::client::conn::{http1, http2};
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, ServerName};
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Method, StatusCode};
+use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use pod_hardener::certs::{self, CertRequest, GeneratedCerts};
-use pod_hardener::config::{ConfigFile, HumanDuration, Limits, TlsSettings};
-use pod_hardener::namespaces::NamespacePolicies;
-use pod_hardener::server::BoundServer;
-use pod_hardener::server::routes::AppState;
+use pod_hardener::certs::{self, GeneratedCerts};
+use pod_hardener::config::{HumanDuration, Limits};
+use support::tls::{
+    Answer, CertFiles, Client, ReqBody, TestServer, WAIT, assert_new_connections_refused,
+    check_mutated, der, generate, metric_of, ms, patched_answer, probe, review_answer,
+    send_in_halves, short_limits, start_server, tls_connect, wait_until,
+};
 use support::{
     EXAMPLE_REVIEW, EXAMPLE_UID, apply_patch, example_pod, peak_rss_mib, pod_review,
     restricted_violations, rss_mib, tls_client_config,
 };
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type ReqBody = UnsyncBoxBody<Bytes, Infallible>;
-
-/// The liveness bound of a wait that should end promptly (a connect, a request).
-const WAIT: Duration = Duration::from_secs(10);
 /// Slack on top of a server timeout before the test decides the server did not act.
 const MARGIN: Duration = Duration::from_secs(2);
 /// Growth of this process's RSS allowed during a test. Generous on purpose: it is there to catch
@@ -70,10 +63,6 @@ const HOSTILE_WAIT: Duration = Duration::from_secs(60);
 /// Below this soft limit on open files (`ulimit -n`) the connection counts are scaled down.
 const FD_SOFT_LIMIT_WANTED: u64 = 4096;
 const IMAGE: &str = "registry.k8s.io/pause:3.10";
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// One test at a time: their memory and latency figures would disturb one another.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -120,19 +109,6 @@ fn scaled(wanted: usize, per_connection_fds: usize) -> usize {
 // The server
 // ---------------------------------------------------------------------------------------------
 
-fn generate() -> GeneratedCerts {
-    let mut req = CertRequest::new("pod-hardener", "pod-hardener");
-    req.extra_dns.push("localhost".into());
-    req.extra_ips.push("127.0.0.1".parse().unwrap());
-    certs::generate(&req).unwrap()
-}
-
-fn der(pem: &str) -> Vec<u8> {
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .unwrap()
-        .to_vec()
-}
-
 /// A certificate directory laid out as the kubelet lays out a Secret volume: `tls.crt` and
 /// `tls.key` are symlinks into `..data`, itself a symlink to a versioned directory, and an
 /// update swaps `..data` in one rename.
@@ -178,278 +154,28 @@ impl SecretVolume {
     }
 }
 
-/// A running in-process server.
-struct Server {
-    addr: SocketAddr,
-    metrics_addr: SocketAddr,
-    volume: SecretVolume,
-    certs: GeneratedCerts,
-    state: Arc<AppState>,
-    token: CancellationToken,
-    run: JoinHandle<()>,
-    limits: Limits,
+impl CertFiles for SecretVolume {
+    fn cert_file(&self) -> PathBuf {
+        self.cert()
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.key()
+    }
 }
+
+/// A running in-process server reading its certificate from a Secret volume.
+type Server = TestServer<SecretVolume>;
 
 /// Starts a server on 127.0.0.1 with short timeouts; `tune` adjusts the limits.
 async fn start(tune: impl FnOnce(&mut Limits)) -> Server {
-    pod_hardener::server::tls::install_crypto_provider();
-    let generated = generate();
-    let volume = SecretVolume::new(&generated);
-    let mut limits = Limits {
-        handshake_timeout: HumanDuration(ms(2000)),
-        header_read_timeout: HumanDuration(ms(2000)),
-        request_timeout: HumanDuration(ms(5000)),
-        idle_timeout: HumanDuration(Duration::from_secs(60)),
-        drain_timeout: HumanDuration(ms(5000)),
-        ..Limits::default()
-    };
-    tune(&mut limits);
-    let file = ConfigFile {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        tls: TlsSettings {
-            cert_file: volume.cert(),
-            key_file: volume.key(),
-            reload_interval: HumanDuration(ms(100)),
-        },
-        limits,
-        ..ConfigFile::default()
-    };
-    let limits = file.limits.clone();
-    let config = file.validate().unwrap();
-    let namespaces = NamespacePolicies::fixed(&config.defaults);
-    let server = BoundServer::bind(config, namespaces).await.unwrap();
-    let addr = server.webhook_addr().unwrap();
-    let metrics_addr = server.metrics_addr().unwrap();
-    let state = server.state();
-    let token = CancellationToken::new();
-    let run = tokio::spawn(server.run(token.clone()));
-    Server {
-        addr,
-        metrics_addr,
-        volume,
-        certs: generated,
-        state,
-        token,
-        run,
-        limits,
-    }
-}
-
-impl Server {
-    /// Cancels the server and waits for `run` to return within the drain deadline.
-    async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(self.limits.drain_timeout.0 + MARGIN, self.run)
-            .await
-            .expect("run returns within the drain deadline")
-            .expect("run does not panic");
-    }
-
-    /// A metric's value from the server's exposition.
-    fn metric(&self, series: &str) -> u64 {
-        metric_of(&self.state, series)
-    }
-
-    fn open_connections(&self) -> u64 {
-        self.metric("pod_hardener_open_connections")
-    }
-
-    fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-        tls_client_config(&[&self.certs.ca_pem], alpn, true)
-    }
-}
-
-fn metric_of(state: &AppState, series: &str) -> u64 {
-    state
-        .metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series}"))
-}
-
-/// Polls `cond` every 20 ms; panics after `limit`.
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let polled = tokio::time::timeout(limit, async {
-        while !cond() {
-            tokio::time::sleep(ms(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        polled.is_ok(),
-        "timed out after {limit:?} waiting for {what}"
-    );
+    let limits = short_limits(ms(2000), Duration::from_secs(60), ms(5000));
+    start_server(SecretVolume::new, limits, tune).await
 }
 
 // ---------------------------------------------------------------------------------------------
 // Clients
 // ---------------------------------------------------------------------------------------------
-
-async fn tls_connect(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(config).connect(name, tcp).await
-}
-
-enum Sender {
-    H1(http1::SendRequest<ReqBody>),
-    H2(http2::SendRequest<ReqBody>),
-}
-
-/// An HTTP client over one TLS connection, speaking what ALPN chose.
-struct Client {
-    sender: Sender,
-    conn: JoinHandle<Result<(), hyper::Error>>,
-    peer_cert: Vec<u8>,
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.conn.abort();
-    }
-}
-
-fn body(bytes: impl Into<Bytes>) -> ReqBody {
-    Full::new(bytes.into()).boxed_unsync()
-}
-
-/// An answer read in full.
-struct Answer {
-    status: StatusCode,
-    body: Bytes,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        text.chars().take(300).collect()
-    }
-}
-
-impl Client {
-    async fn connect(
-        addr: SocketAddr,
-        config: Arc<rustls::ClientConfig>,
-    ) -> Result<Self, BoxError> {
-        let stream = tls_connect(addr, config).await?;
-        Self::over(stream).await
-    }
-
-    async fn over(stream: TlsStream<TcpStream>) -> Result<Self, BoxError> {
-        let (_, session) = stream.get_ref();
-        let peer_cert = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|c| c.to_vec())
-            .unwrap_or_default();
-        let h2 = session.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(stream);
-        if h2 {
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await?;
-            Ok(Client {
-                sender: Sender::H2(sender),
-                conn: tokio::spawn(conn),
-                peer_cert,
-            })
-        } else {
-            let (sender, conn) = http1::handshake(io).await?;
-            Ok(Client {
-                sender: Sender::H1(sender),
-                conn: tokio::spawn(conn),
-                peer_cert,
-            })
-        }
-    }
-
-    /// A request for `path`, with the URI form the protocol wants.
-    fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
-        match self.sender {
-            Sender::H1(_) => Request::builder()
-                .method(method)
-                .uri(path)
-                .header(HOST, "localhost"),
-            Sender::H2(_) => Request::builder()
-                .method(method)
-                .uri(format!("https://localhost{path}")),
-        }
-    }
-
-    async fn send(&mut self, req: Request<ReqBody>) -> Result<Response<Incoming>, hyper::Error> {
-        match &mut self.sender {
-            Sender::H1(s) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-            Sender::H2(s) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-        }
-    }
-
-    /// POSTs a JSON body with its Content-Length and reads the answer, all within `limit`.
-    async fn post(
-        &mut self,
-        path: &str,
-        json: impl Into<Bytes>,
-        limit: Duration,
-    ) -> Result<Answer, BoxError> {
-        let json = json.into();
-        let req = self
-            .request(Method::POST, path)
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_LENGTH, json.len())
-            .body(body(json))?;
-        self.exchange(req, limit).await
-    }
-
-    async fn exchange(
-        &mut self,
-        req: Request<ReqBody>,
-        limit: Duration,
-    ) -> Result<Answer, BoxError> {
-        tokio::time::timeout(limit, async {
-            let rsp = self.send(req).await?;
-            let status = rsp.status();
-            let body = rsp.into_body().collect().await?.to_bytes();
-            Ok(Answer { status, body })
-        })
-        .await
-        .map_err(|_| format!("no answer within {limit:?}"))?
-    }
-}
-
-/// Checks an AdmissionReview answer: 200, JSON, the envelope, the uid echoed. Returns the
-/// `response`.
-fn review_answer(answer: &Answer, uid: &str) -> Result<Value, String> {
-    if answer.status != StatusCode::OK {
-        return Err(format!("status {}: {}", answer.status, answer.text()));
-    }
-    let review: Value = serde_json::from_slice(&answer.body)
-        .map_err(|e| format!("not JSON ({e}): {}", answer.text()))?;
-    if review["apiVersion"] != "admission.k8s.io/v1" || review["kind"] != "AdmissionReview" {
-        return Err(format!("not an AdmissionReview: {}", answer.text()));
-    }
-    let response = &review["response"];
-    if response["uid"] != uid {
-        return Err(format!("uid {} instead of {uid}", response["uid"]));
-    }
-    Ok(response.clone())
-}
-
-/// The sample review on `/mutate`: allowed with a patch.
-fn check_mutated(answer: &Answer) -> Result<(), String> {
-    let response = review_answer(answer, EXAMPLE_UID)?;
-    if response["allowed"] != true || response["patchType"] != "JSONPatch" {
-        return Err(format!("not a patched admission: {response}"));
-    }
-    Ok(())
-}
 
 /// Opens `n` TLS connections, at most 32 handshakes at a time, and keeps them (nothing is sent
 /// on them). Panics when one fails or the whole takes longer than `limit`.
@@ -847,7 +573,7 @@ fn hostile_input_through_tls_gets_well_formed_answers_with_bounded_memory() {
             growth < RSS_GROWTH_LIMIT_MIB,
             "RSS grew by {growth:.1} MiB (limit {RSS_GROWTH_LIMIT_MIB} MiB)"
         );
-        server.stop().await;
+        server.stop(MARGIN).await;
     });
 }
 
@@ -1134,32 +860,8 @@ fn idle_and_slowloris_clients_do_not_starve_a_normal_client() {
             server.open_connections() == 0
         })
         .await;
-        server.stop().await;
+        server.stop(MARGIN).await;
     });
-}
-
-/// `GET path` on the plain-HTTP metrics port within `limit`: the status.
-async fn probe(addr: SocketAddr, path: &str, limit: Duration) -> Result<u16, String> {
-    let exchange = async {
-        let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        tcp.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut answer = Vec::new();
-        tcp.read_to_end(&mut answer)
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&answer);
-        text.split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("not HTTP: {text:.80}"))
-    };
-    tokio::time::timeout(limit, exchange)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")))
 }
 
 #[test]
@@ -1233,7 +935,7 @@ fn connection_cap_holds_and_health_probes_still_answer() {
         );
         drop(client);
         drop(idle);
-        server.stop().await;
+        server.stop(MARGIN).await;
     });
 }
 
@@ -1366,7 +1068,7 @@ fn rotation_ten_times_under_load_fails_no_request() {
         let mut lags = Vec::new();
         for (i, pair) in pairs.iter().enumerate() {
             let installed = Instant::now();
-            server.volume.update(pair);
+            server.files.update(pair);
             let expected = &ders[i + 1];
             let seen = tokio::time::timeout(Duration::from_secs(5), async {
                 loop {
@@ -1449,7 +1151,7 @@ fn rotation_ten_times_under_load_fails_no_request() {
         );
         assert!(reloads >= ROTATIONS as u64, "{reloads} reloads");
         assert!(seen.len() >= 20, "{} new connections", seen.len());
-        server.stop().await;
+        server.stop(MARGIN).await;
     });
 }
 
@@ -1471,17 +1173,6 @@ struct ShutdownCounts {
     refused: AtomicUsize,
     /// Accepted requests that got no answer or a wrong one: must stay 0.
     lost: AtomicUsize,
-}
-
-/// A body fed through a channel, so the client decides when it arrives.
-fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ReqBody) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
-    });
-    (tx, StreamBody::new(stream).boxed_unsync())
 }
 
 /// One shutdown-test client: HTTP/1.1 keep-alive requests with `Expect: 100-continue`, the body
@@ -1509,34 +1200,16 @@ async fn shutdown_client(
             }
         }
         let c = client.as_mut().unwrap();
-        let (tx, body) = channel_body();
-        let mut req = c
-            .request(Method::POST, "/mutate")
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_LENGTH, EXAMPLE_REVIEW.len())
-            .header(EXPECT, "100-continue")
-            .body(body)
-            .unwrap();
-        let continued = Arc::new(tokio::sync::Notify::new());
-        let notify = continued.clone();
-        hyper::ext::on_informational(&mut req, move |rsp| {
-            if rsp.status() == StatusCode::CONTINUE {
-                notify.notify_one();
-            }
-        });
         counts.sent.fetch_add(1, Ordering::SeqCst);
-        let Sender::H1(sender) = &mut c.sender else {
-            unreachable!("HTTP/1.1 only")
-        };
-        if sender.ready().await.is_err() {
+        let Ok(held) = c.post_held("/mutate", EXAMPLE_REVIEW.len()).await else {
             counts.not_accepted.fetch_add(1, Ordering::SeqCst);
             client = None;
             continue;
-        }
-        let mut answer = tokio::spawn(sender.send_request(req));
+        };
+        let mut answer = held.answer;
         // Accepted (100 Continue) or failed before that.
         let accepted = tokio::select! {
-            () = continued.notified() => true,
+            () = held.continued.notified() => true,
             r = &mut answer => {
                 // Ended before the server asked for the body: not accepted.
                 let _ = r;
@@ -1556,37 +1229,13 @@ async fn shutdown_client(
                 .await
                 .expect("the test releases the held request");
         }
-        let (first, second) = EXAMPLE_REVIEW.as_bytes().split_at(EXAMPLE_REVIEW.len() / 2);
-        let _ = tx.send(Bytes::copy_from_slice(first)).await;
-        tokio::time::sleep(ms(5)).await;
-        let _ = tx.send(Bytes::copy_from_slice(second)).await;
-        drop(tx);
-        let answered = tokio::time::timeout(WAIT, async {
-            let rsp = answer
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            let status = rsp.status();
-            let body = rsp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            check_mutated(&Answer { status, body })
-        })
-        .await;
-        match answered {
-            Ok(Ok(())) => {
+        let _ = send_in_halves(held.body, EXAMPLE_REVIEW.as_bytes(), ms(5)).await;
+        match patched_answer(answer, EXAMPLE_UID, WAIT).await {
+            Ok(()) => {
                 counts.answered.fetch_add(1, Ordering::SeqCst);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 eprintln!("an accepted request was lost: {e}");
-                counts.lost.fetch_add(1, Ordering::SeqCst);
-                client = None;
-            }
-            Err(_) => {
-                eprintln!("an accepted request got no answer within {WAIT:?}");
                 counts.lost.fetch_add(1, Ordering::SeqCst);
                 client = None;
             }
@@ -1632,31 +1281,7 @@ fn graceful_shutdown_under_load_answers_every_accepted_request() {
         server.token.cancel();
         let cancelled = Instant::now();
         // New connections are refused (or closed before a handshake completes).
-        let mut late_refused = 0;
-        let refused = tokio::time::timeout(WAIT, async {
-            loop {
-                match TcpStream::connect(server.addr).await {
-                    Err(_) => return,
-                    Ok(tcp) => {
-                        let name = ServerName::try_from("localhost").unwrap();
-                        let handshake = tokio::time::timeout(
-                            WAIT,
-                            TlsConnector::from(h1.clone()).connect(name, tcp),
-                        )
-                        .await
-                        .expect("a connection after shutdown is closed at once");
-                        assert!(
-                            handshake.is_err(),
-                            "a connection after shutdown completed a handshake"
-                        );
-                        late_refused += 1;
-                    }
-                }
-                tokio::time::sleep(ms(20)).await;
-            }
-        })
-        .await;
-        assert!(refused.is_ok(), "the listener stays open after shutdown");
+        let late_refused = assert_new_connections_refused(server.addr, &h1).await;
         // Now the held bodies arrive: each accepted request is answered.
         release.cancel();
         let run_returned = tokio::time::timeout(server.limits.drain_timeout.0 + MARGIN, server.run)
@@ -1893,6 +1518,6 @@ fn overload_is_bounded_and_the_server_recovers() {
         let growth = rss_peak_phase - rss_before;
         assert!(growth < RSS_GROWTH_LIMIT_MIB, "RSS grew by {growth:.1} MiB");
         drop(client);
-        server.stop().await;
+        server.stop(MARGIN).await;
     });
 }

@@ -8,306 +8,39 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::client::conn::{http1, http2};
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, ServerName};
+use hyper::StatusCode;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use pod_hardener::certs::{self, CertRequest, GeneratedCerts};
-use pod_hardener::config::{ConfigFile, HumanDuration, Limits, TlsSettings};
-use pod_hardener::namespaces::NamespacePolicies;
-use pod_hardener::server::routes::AppState;
-use pod_hardener::server::{BoundServer, tls};
-use support::{EXAMPLE_REVIEW, EXAMPLE_UID, apply_patch, example_pod, response_of};
+use pod_hardener::certs::GeneratedCerts;
+use pod_hardener::config::{HumanDuration, Limits};
+use support::tls::{
+    Answer, CertDir, Client, HeldRequest, WAIT, assert_new_connections_refused, der, generate, ms,
+    read_answer, send_in_halves, short_limits, start_server, tls_connect, wait_until,
+};
+use support::{
+    EXAMPLE_REVIEW, EXAMPLE_UID, apply_patch, example_pod, response_of, tls_client_config,
+};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type ReqBody = UnsyncBoxBody<Bytes, Infallible>;
+/// A running server with its own certificate directory.
+type TestServer = support::tls::TestServer<CertDir>;
 
-/// The liveness bound of waits that should end at once (a request, a connect).
-const WAIT: Duration = Duration::from_secs(10);
 /// Slack on top of a server timeout before the test gives up.
 const MARGIN: Duration = Duration::from_secs(4);
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn generate() -> GeneratedCerts {
-    let mut req = CertRequest::new("pod-hardener", "pod-hardener");
-    req.extra_dns.push("localhost".into());
-    req.extra_ips.push("127.0.0.1".parse().unwrap());
-    certs::generate(&req).unwrap()
-}
-
-fn der(pem: &str) -> Vec<u8> {
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .unwrap()
-        .to_vec()
-}
-
-/// A running server with its own certificate directory.
-struct TestServer {
-    addr: SocketAddr,
-    metrics_addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    ca_path: PathBuf,
-    cert_path: PathBuf,
-    key_path: PathBuf,
-    certs: GeneratedCerts,
-    state: Arc<AppState>,
-    token: CancellationToken,
-    run: JoinHandle<()>,
-    limits: Limits,
-}
-
 /// Starts a server with short timeouts; `tune` adjusts the limits.
 async fn start(tune: impl FnOnce(&mut Limits)) -> TestServer {
-    tls::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let generated = generate();
-    let written = certs::write_files(&generated, dir.path()).unwrap();
-    let mut limits = Limits {
-        handshake_timeout: HumanDuration(ms(1000)),
-        header_read_timeout: HumanDuration(ms(1000)),
-        request_timeout: HumanDuration(ms(5000)),
-        idle_timeout: HumanDuration(Duration::from_secs(30)),
-        drain_timeout: HumanDuration(ms(3000)),
-        ..Limits::default()
-    };
-    tune(&mut limits);
-    let file = ConfigFile {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        tls: TlsSettings {
-            cert_file: written.cert.clone(),
-            key_file: written.key.clone(),
-            reload_interval: HumanDuration(ms(100)),
-        },
-        limits,
-        ..ConfigFile::default()
-    };
-    let limits = file.limits.clone();
-    let config = file.validate().unwrap();
-    let namespaces = NamespacePolicies::fixed(&config.defaults);
-    let server = BoundServer::bind(config, namespaces).await.unwrap();
-    let addr = server.webhook_addr().unwrap();
-    let metrics_addr = server.metrics_addr().unwrap();
-    let state = server.state();
-    let token = CancellationToken::new();
-    let run = tokio::spawn(server.run(token.clone()));
-    TestServer {
-        addr,
-        metrics_addr,
-        _dir: dir,
-        ca_path: written.ca_cert,
-        cert_path: written.cert,
-        key_path: written.key,
-        certs: generated,
-        state,
-        token,
-        run,
-        limits,
-    }
-}
-
-impl TestServer {
-    /// Cancels the server and waits for `run` to return within the drain deadline.
-    async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(self.limits.drain_timeout.0 + MARGIN, self.run)
-            .await
-            .expect("run returns within the drain deadline")
-            .expect("run does not panic");
-    }
-
-    /// A metric's value from the server's exposition.
-    fn metric(&self, series: &str) -> u64 {
-        self.state
-            .metrics
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no series {series}"))
-    }
-}
-
-/// A client configuration trusting `cas` and offering `alpn`.
-fn client_config(cas: &[&str], alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    tls::install_crypto_provider();
-    let mut roots = RootCertStore::empty();
-    for ca in cas {
-        roots
-            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
-}
-
-async fn tls_connect(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(config).connect(name, tcp).await
-}
-
-enum Sender {
-    H1(http1::SendRequest<ReqBody>),
-    H2(http2::SendRequest<ReqBody>),
-}
-
-/// An HTTP client over one TLS (or plain) connection.
-struct Client {
-    sender: Sender,
-    /// The connection task; it ends when the connection closes.
-    conn: JoinHandle<Result<(), hyper::Error>>,
-    peer_cert: Vec<u8>,
-    alpn: Option<Vec<u8>>,
-}
-
-fn body(bytes: impl Into<Bytes>) -> ReqBody {
-    Full::new(bytes.into()).boxed_unsync()
-}
-
-impl Client {
-    /// Connects over TLS and speaks what ALPN chose.
-    async fn connect(
-        addr: SocketAddr,
-        config: Arc<rustls::ClientConfig>,
-    ) -> Result<Self, BoxError> {
-        let stream = tls_connect(addr, config).await?;
-        let (_, session) = stream.get_ref();
-        let peer_cert = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|c| c.to_vec())
-            .unwrap_or_default();
-        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
-        let io = TokioIo::new(stream);
-        if alpn.as_deref() == Some(b"h2") {
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await?;
-            Ok(Client {
-                sender: Sender::H2(sender),
-                conn: tokio::spawn(conn),
-                peer_cert,
-                alpn,
-            })
-        } else {
-            let (sender, conn) = http1::handshake(io).await?;
-            Ok(Client {
-                sender: Sender::H1(sender),
-                conn: tokio::spawn(conn),
-                peer_cert,
-                alpn,
-            })
-        }
-    }
-
-    /// Connects over plain HTTP/1.1 (the metrics port).
-    async fn connect_plain(addr: SocketAddr) -> Result<Self, BoxError> {
-        let tcp = TcpStream::connect(addr).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await?;
-        Ok(Client {
-            sender: Sender::H1(sender),
-            conn: tokio::spawn(conn),
-            peer_cert: Vec::new(),
-            alpn: None,
-        })
-    }
-
-    /// A request for `path`, with the URI form the protocol wants.
-    fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
-        match self.sender {
-            Sender::H1(_) => Request::builder()
-                .method(method)
-                .uri(path)
-                .header(HOST, "localhost"),
-            Sender::H2(_) => Request::builder()
-                .method(method)
-                .uri(format!("https://localhost{path}")),
-        }
-    }
-
-    async fn send(&mut self, req: Request<ReqBody>) -> Result<Response<Incoming>, hyper::Error> {
-        match &mut self.sender {
-            Sender::H1(s) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-            Sender::H2(s) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-        }
-    }
-
-    /// POSTs a JSON body and reads the answer in full.
-    async fn post(&mut self, path: &str, json: impl Into<Bytes>) -> Result<Answer, BoxError> {
-        let json = json.into();
-        let req = self
-            .request(Method::POST, path)
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_LENGTH, json.len())
-            .body(body(json))?;
-        let rsp = tokio::time::timeout(WAIT, self.send(req)).await??;
-        read(rsp).await
-    }
-
-    async fn get(&mut self, path: &str) -> Result<Answer, BoxError> {
-        let req = self.request(Method::GET, path).body(body(Bytes::new()))?;
-        let rsp = tokio::time::timeout(WAIT, self.send(req)).await??;
-        read(rsp).await
-    }
-}
-
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    body: Bytes,
-}
-
-async fn read(rsp: Response<Incoming>) -> Result<Answer, BoxError> {
-    let status = rsp.status();
-    let content_type = rsp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let body = tokio::time::timeout(WAIT, rsp.into_body().collect())
-        .await??
-        .to_bytes();
-    Ok(Answer {
-        status,
-        content_type,
-        body,
-    })
+    let limits = short_limits(ms(1000), Duration::from_secs(30), ms(3000));
+    start_server(CertDir::new, limits, tune).await
 }
 
 /// Checks the answer to the sample review on `/mutate`: patched, and the patch hardens the pod.
@@ -339,22 +72,8 @@ fn replace_file(path: &Path, contents: &[u8]) {
 
 /// Installs a new pair: the key first, then the certificate (each atomically).
 fn install_pair(server: &TestServer, cert_pem: &[u8], key_pem: &[u8]) {
-    replace_file(&server.key_path, key_pem);
-    replace_file(&server.cert_path, cert_pem);
-}
-
-/// Waits until `cond` holds, polling; panics after `limit`.
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let polled = tokio::time::timeout(limit, async {
-        while !cond() {
-            tokio::time::sleep(ms(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        polled.is_ok(),
-        "timed out after {limit:?} waiting for {what}"
-    );
+    replace_file(&server.files.key, key_pem);
+    replace_file(&server.files.cert, cert_pem);
 }
 
 /// Reads until the peer closes or resets the connection; returns how long that took, or panics
@@ -383,47 +102,56 @@ async fn mutate_over_http1_and_http2() {
     let server = start(|_| {}).await;
     let mut mutated = 0;
     for alpn in [&b"http/1.1"[..], b"h2"] {
-        let config = client_config(&[&server.certs.ca_pem], &[alpn]);
+        let config = server.client_config(&[alpn]);
         let mut client = Client::connect(server.addr, config).await.unwrap();
         assert_eq!(client.alpn.as_deref(), Some(alpn), "negotiated ALPN");
         assert_eq!(client.peer_cert, der(&server.certs.cert_pem));
         // Two requests on one connection: keep-alive (HTTP/1.1) and streams (HTTP/2).
         for _ in 0..2 {
-            assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW).await.unwrap());
+            assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
             mutated += 1;
         }
-        let answer = client.post("/validate", EXAMPLE_REVIEW).await.unwrap();
+        let answer = client
+            .post("/validate", EXAMPLE_REVIEW, WAIT)
+            .await
+            .unwrap();
         assert_eq!(answer.status, StatusCode::OK);
         let response = response_of(&answer.body);
         assert_eq!(response["allowed"], false);
         assert_eq!(response["status"]["code"], 403);
         // Health on the HTTPS port as well.
-        let answer = client.get("/healthz").await.unwrap();
+        let answer = client.get("/healthz", WAIT).await.unwrap();
         assert_eq!(answer.status, StatusCode::OK);
     }
     // A client offering both protocols gets h2 (the server's preference).
-    let config = client_config(&[&server.certs.ca_pem], &[b"h2", b"http/1.1"]);
+    let config = server.client_config(&[b"h2", b"http/1.1"]);
     let client = Client::connect(server.addr, config).await.unwrap();
     assert_eq!(client.alpn.as_deref(), Some(&b"h2"[..]));
     // A client without ALPN gets HTTP/1.1.
-    let config = client_config(&[&server.certs.ca_pem], &[]);
+    let config = server.client_config(&[]);
     let mut client = Client::connect(server.addr, config).await.unwrap();
     assert_eq!(client.alpn, None);
-    assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW).await.unwrap());
+    assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
     mutated += 1;
 
     // The plain-HTTP port: health, readiness, metrics; no admission.
     let mut plain = Client::connect_plain(server.metrics_addr).await.unwrap();
-    assert_eq!(plain.get("/healthz").await.unwrap().status, StatusCode::OK);
-    assert_eq!(plain.get("/readyz").await.unwrap().status, StatusCode::OK);
-    let metrics = plain.get("/metrics").await.unwrap();
+    assert_eq!(
+        plain.get("/healthz", WAIT).await.unwrap().status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        plain.get("/readyz", WAIT).await.unwrap().status,
+        StatusCode::OK
+    );
+    let metrics = plain.get("/metrics", WAIT).await.unwrap();
     assert_eq!(metrics.status, StatusCode::OK);
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
     let line = format!(
         "pod_hardener_admission_requests_total{{endpoint=\"mutate\",decision=\"patched\"}} {mutated}"
     );
     assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
-    let answer = plain.post("/mutate", EXAMPLE_REVIEW).await.unwrap();
+    let answer = plain.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap();
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     // The TLS port does not speak plain HTTP.
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
@@ -434,7 +162,7 @@ async fn mutate_over_http1_and_http2() {
     let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut got)).await;
     assert!(!String::from_utf8_lossy(&got).contains("200 OK"));
 
-    server.stop().await;
+    server.stop(MARGIN).await;
 }
 
 // ---- (b) rotation ----
@@ -463,7 +191,7 @@ async fn load(
             if stop.is_cancelled() {
                 break;
             }
-            match client.post("/mutate", EXAMPLE_REVIEW).await {
+            match client.post("/mutate", EXAMPLE_REVIEW, WAIT).await {
                 Ok(a) if a.status == StatusCode::OK && response_of(&a.body)["allowed"] == true => {
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
@@ -516,10 +244,8 @@ async fn rotation_serves_the_new_certificate_without_failed_requests() {
     cas.extend(rotations.iter().map(|c| c.ca_pem.as_str()));
     // The probe for the served certificate does full handshakes only (a resumed session reports
     // the certificate of its first handshake); the load alternates resumed and full handshakes.
-    let config = client_config(&cas, &[b"http/1.1"]);
-    let mut probe = (*client_config(&cas, &[b"http/1.1"])).clone();
-    probe.resumption = rustls::client::Resumption::disabled();
-    let probe = Arc::new(probe);
+    let config = tls_client_config(&cas, &[b"http/1.1"], true);
+    let probe = tls_client_config(&cas, &[b"http/1.1"], false);
 
     let stop = CancellationToken::new();
     let ok = Arc::new(AtomicUsize::new(0));
@@ -573,7 +299,7 @@ async fn rotation_serves_the_new_certificate_without_failed_requests() {
             client.peer_cert, last_der,
             "{what}: the last good pair is served"
         );
-        assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW).await.unwrap());
+        assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
     }
 
     stop.cancel();
@@ -583,85 +309,24 @@ async fn rotation_serves_the_new_certificate_without_failed_requests() {
         .unwrap();
     assert_eq!(failures, Vec::<String>::new(), "no request fails");
     assert!(ok.load(Ordering::Relaxed) >= 40);
-    server.stop().await;
+    server.stop(MARGIN).await;
 }
 
 // ---- (c) graceful shutdown ----
 
-/// A body fed through a channel, so the test decides when it arrives.
-fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ReqBody) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
-    });
-    (tx, StreamBody::new(stream).boxed_unsync())
-}
-
 /// Starts a POST /mutate over HTTP/1.1 whose body the test sends later, and waits until the
 /// server reads the body (its `100 Continue`): the request is then in flight.
-async fn start_slow_request(
-    server: &TestServer,
-) -> (
-    tokio::sync::mpsc::Sender<Bytes>,
-    JoinHandle<Result<Response<Incoming>, hyper::Error>>,
-    Client,
-) {
-    let config = client_config(&[&server.certs.ca_pem], &[b"http/1.1"]);
+async fn start_slow_request(server: &TestServer) -> (HeldRequest, Client) {
+    let config = server.client_config(&[b"http/1.1"]);
     let mut client = Client::connect(server.addr, config).await.unwrap();
-    let (tx, body) = channel_body();
-    let mut req = client
-        .request(Method::POST, "/mutate")
-        .header(CONTENT_TYPE, "application/json")
-        .header(CONTENT_LENGTH, EXAMPLE_REVIEW.len())
-        .header(EXPECT, "100-continue")
-        .body(body)
+    let held = client
+        .post_held("/mutate", EXAMPLE_REVIEW.len())
+        .await
         .unwrap();
-    let reading = Arc::new(tokio::sync::Notify::new());
-    let notify = reading.clone();
-    hyper::ext::on_informational(&mut req, move |rsp| {
-        if rsp.status() == StatusCode::CONTINUE {
-            notify.notify_one();
-        }
-    });
-    let Sender::H1(sender) = &mut client.sender else {
-        unreachable!("HTTP/1.1 was offered alone")
-    };
-    sender.ready().await.unwrap();
-    let in_flight = tokio::spawn(sender.send_request(req));
-    tokio::time::timeout(WAIT, reading.notified())
+    tokio::time::timeout(WAIT, held.continued.notified())
         .await
         .expect("the server starts reading the body");
-    (tx, in_flight, client)
-}
-
-/// Checks that new connections to the HTTPS port are refused or closed without a handshake, and
-/// that the port ends up refusing them.
-async fn assert_new_connections_refused(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) {
-    let refused = tokio::time::timeout(WAIT, async {
-        loop {
-            match TcpStream::connect(addr).await {
-                Err(_) => return,
-                Ok(tcp) => {
-                    let name = ServerName::try_from("localhost").unwrap();
-                    let handshake = tokio::time::timeout(
-                        WAIT,
-                        TlsConnector::from(config.clone()).connect(name, tcp),
-                    )
-                    .await
-                    .expect("a connection after shutdown is closed at once");
-                    assert!(
-                        handshake.is_err(),
-                        "a connection after shutdown completed a handshake"
-                    );
-                }
-            }
-            tokio::time::sleep(ms(20)).await;
-        }
-    })
-    .await;
-    assert!(refused.is_ok(), "the listener stays open after shutdown");
+    (held, client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -671,8 +336,9 @@ async fn shutdown_completes_in_flight_requests_and_refuses_new_ones() {
         l.drain_timeout = HumanDuration(Duration::from_secs(10));
     })
     .await;
-    let config = client_config(&[&server.certs.ca_pem], &[b"http/1.1"]);
-    let (tx, in_flight, client) = start_slow_request(&server).await;
+    let config = server.client_config(&[b"http/1.1"]);
+    let (held, mut client) = start_slow_request(&server).await;
+    let in_flight = held.answer;
 
     server.token.cancel();
     let cancelled = Instant::now();
@@ -687,19 +353,21 @@ async fn shutdown_completes_in_flight_requests_and_refuses_new_ones() {
     );
 
     // Now the body: the request completes with its answer.
-    let (first, second) = EXAMPLE_REVIEW.as_bytes().split_at(EXAMPLE_REVIEW.len() / 2);
-    tx.send(Bytes::copy_from_slice(first)).await.unwrap();
-    tokio::time::sleep(ms(50)).await;
-    tx.send(Bytes::copy_from_slice(second)).await.unwrap();
-    drop(tx);
+    send_in_halves(held.body, EXAMPLE_REVIEW.as_bytes(), ms(50))
+        .await
+        .unwrap();
     let rsp = tokio::time::timeout(WAIT, in_flight)
         .await
         .expect("the in-flight request is answered")
         .unwrap()
         .expect("the in-flight request succeeds");
-    assert_mutated(&read(rsp).await.unwrap());
+    let answer = tokio::time::timeout(WAIT, read_answer(rsp))
+        .await
+        .expect("the answer is read")
+        .unwrap();
+    assert_mutated(&answer);
     // The server closes the connection after the answer.
-    tokio::time::timeout(WAIT, client.conn)
+    tokio::time::timeout(WAIT, &mut client.conn)
         .await
         .expect("the drained connection closes")
         .unwrap()
@@ -723,7 +391,7 @@ async fn shutdown_gives_up_on_stuck_requests_at_the_drain_deadline() {
         l.drain_timeout = HumanDuration(ms(500));
     })
     .await;
-    let (tx, in_flight, mut client) = start_slow_request(&server).await;
+    let (held, mut client) = start_slow_request(&server).await;
     server.token.cancel();
     // The body never comes: run returns at the drain deadline anyway.
     let drain = server.limits.drain_timeout.0;
@@ -737,8 +405,11 @@ async fn shutdown_gives_up_on_stuck_requests_at_the_drain_deadline() {
         closed.is_ok(),
         "the stuck connection is still open after run returned"
     );
-    let _ = tx.send(Bytes::from_static(EXAMPLE_REVIEW.as_bytes())).await;
-    let answer = tokio::time::timeout(WAIT, in_flight)
+    let _ = held
+        .body
+        .send(Bytes::from_static(EXAMPLE_REVIEW.as_bytes()))
+        .await;
+    let answer = tokio::time::timeout(WAIT, held.answer)
         .await
         .unwrap()
         .unwrap();
@@ -755,7 +426,7 @@ async fn s_client(server: &TestServer, args: &[&str]) -> Option<Output> {
         .arg("-connect")
         .arg(server.addr.to_string())
         .args(["-servername", "localhost", "-CAfile"])
-        .arg(&server.ca_path)
+        .arg(&server.files.ca)
         .arg("-verify_return_error")
         .args(args)
         .stdin(Stdio::null())
@@ -822,7 +493,7 @@ async fn old_protocols_and_weak_suites_are_refused() {
     // Controls: TLS 1.2 and 1.3 with default suites complete the handshake.
     let Some(output) = s_client(&server, &["-tls1_2"]).await else {
         println!("note: openssl is not on PATH; skipping the protocol and cipher floor checks");
-        server.stop().await;
+        server.stop(MARGIN).await;
         return;
     };
     assert!(
@@ -884,7 +555,7 @@ async fn old_protocols_and_weak_suites_are_refused() {
             assert_server_alert(&output, suite);
         }
     }
-    server.stop().await;
+    server.stop(MARGIN).await;
 }
 
 // ---- (e) handshake timeout ----
@@ -903,10 +574,10 @@ async fn silent_clients_are_disconnected_after_the_handshake_timeout() {
         .unwrap();
     wait_for_close(&mut tcp, limit).await;
     // The server is still fine.
-    let config = client_config(&[&server.certs.ca_pem], &[b"h2"]);
+    let config = server.client_config(&[b"h2"]);
     let mut client = Client::connect(server.addr, config).await.unwrap();
-    assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW).await.unwrap());
-    server.stop().await;
+    assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
+    server.stop(MARGIN).await;
 }
 
 // ---- (f) header read timeout ----
@@ -915,7 +586,7 @@ async fn silent_clients_are_disconnected_after_the_handshake_timeout() {
 async fn partial_request_headers_are_cut_off() {
     let server = start(|l| l.header_read_timeout = HumanDuration(ms(500))).await;
     let limit = server.limits.header_read_timeout.0 + MARGIN;
-    let config = client_config(&[&server.certs.ca_pem], &[b"http/1.1"]);
+    let config = server.client_config(&[b"http/1.1"]);
     for partial in [
         &b"POST /mutate HTT"[..],
         b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: appl",
@@ -925,7 +596,7 @@ async fn partial_request_headers_are_cut_off() {
         stream.flush().await.unwrap();
         wait_for_close(&mut stream, limit).await;
     }
-    server.stop().await;
+    server.stop(MARGIN).await;
 }
 
 // ---- (g) idle timeout ----
@@ -935,11 +606,11 @@ async fn idle_connections_are_closed() {
     let server = start(|l| l.idle_timeout = HumanDuration(ms(300))).await;
     let limit = server.limits.idle_timeout.0 + MARGIN;
     for alpn in [&b"http/1.1"[..], b"h2"] {
-        let config = client_config(&[&server.certs.ca_pem], &[alpn]);
+        let config = server.client_config(&[alpn]);
         let mut client = Client::connect(server.addr, config).await.unwrap();
         // Busy: back-to-back requests reuse the connection.
         for _ in 0..2 {
-            assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW).await.unwrap());
+            assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
         }
         // Idle: the server closes it.
         let closed = tokio::time::timeout(limit, &mut client.conn).await;
@@ -950,8 +621,8 @@ async fn idle_connections_are_closed() {
         );
     }
     // A TLS connection that never sends a request is closed too.
-    let config = client_config(&[&server.certs.ca_pem], &[b"h2"]);
+    let config = server.client_config(&[b"h2"]);
     let mut stream = tls_connect(server.addr, config).await.unwrap();
     wait_for_close(&mut stream, limit).await;
-    server.stop().await;
+    server.stop(MARGIN).await;
 }

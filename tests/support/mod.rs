@@ -1,8 +1,12 @@
-//! Helpers shared by the server tests (`tests/server_http.rs`, `tests/server_tls.rs`): the sample
-//! AdmissionReview, review builders, and reading an AdmissionReview answer.
+//! Helpers shared by the server tests (`tests/server_http.rs`, `tests/server_tls.rs`,
+//! `tests/reliability.rs`, `tests/e2e_resilience.rs`, `tests/shutdown_signal.rs`): the sample
+//! AdmissionReview, review builders, and reading an AdmissionReview answer; [`tls`] has the TLS
+//! server and clients.
 
 // Each integration test is its own crate and uses only part of these helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod tls;
 
 use base64::Engine as _;
 use serde_json::Value;
