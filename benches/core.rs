@@ -8,10 +8,16 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pod_hardener::admission::{self, AdmissionSettings};
 use pod_hardener::harden::{self, OptOuts, Profile, RecordPlacement, Scope};
+use pod_hardener::policy::{DefaultPolicy, NamespacePolicy};
 use pod_hardener::pss::{self, LevelVersion};
 use pod_hardener::workload::{self, WorkloadKind};
 use serde_json::{Value, json};
+
+/// The server's allocator, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const RESTRICTED_BASE: &str = include_str!("../tests/fixtures/psa/restricted/v1.37/pass/base.yaml");
 
@@ -109,5 +115,59 @@ fn bench_harden(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_evaluate, bench_harden);
+/// An AdmissionReview for creating `pod`, as the API server sends it.
+fn review_of(pod: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web-5d8f7c9b4-x2k9p", "namespace": "shop", "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller",
+                "uid": "a9d2c4e1-0b7f-4d3e-9c61-2f8e5a7b3d10",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
+            "object": pod,
+            "oldObject": null, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    }))
+    .expect("review serializes")
+}
+
+/// The whole review as the `/mutate` route handles it, minus HTTP and TLS: bytes in, bytes out.
+fn bench_review(c: &mut Criterion) {
+    let defaults = DefaultPolicy::default().parse().expect("default policy");
+    let policy = NamespacePolicy::defaults(&defaults);
+    let settings = AdmissionSettings::default();
+    for (name, pod) in [
+        ("typical 3-container pod", typical_pod()),
+        ("fat pod", fat_pod()),
+    ] {
+        let body = review_of(&pod);
+        c.bench_function(&format!("decode / {name} ({} B review)", body.len()), |b| {
+            b.iter(|| admission::decode(black_box(&body)))
+        });
+        c.bench_function(
+            &format!(
+                "/mutate review end to end / {name} ({} B review)",
+                body.len()
+            ),
+            |b| {
+                b.iter(|| {
+                    let Ok(req) = admission::decode(black_box(&body)) else {
+                        panic!("review decodes")
+                    };
+                    admission::mutate::mutate(&req, &policy, &settings)
+                        .response
+                        .into_review_json()
+                })
+            },
+        );
+    }
+}
+
+criterion_group!(benches, bench_evaluate, bench_harden, bench_review);
 criterion_main!(benches);

@@ -219,7 +219,7 @@ impl AdmissionResponse {
     }
 
     /// The full AdmissionReview to send back.
-    pub fn into_review_json(self) -> Vec<u8> {
+    pub fn into_review_json(mut self) -> Vec<u8> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct OutgoingReview {
@@ -227,15 +227,30 @@ impl AdmissionResponse {
             kind: &'static str,
             response: AdmissionResponse,
         }
+        // The patch is spliced in after the rest is serialized: base64 never needs JSON
+        // escaping, and serde_json's escaping scan over kilobytes of it was a tenth of a
+        // review's CPU time.
+        let patch = self.patch.take();
+        let patch_type = self.patch_type.take().unwrap_or("JSONPatch");
+        let mut out = Vec::with_capacity(512 + patch.as_ref().map_or(0, String::len));
         let review = OutgoingReview {
             api_version: API_VERSION,
             kind: "AdmissionReview",
             response: self,
         };
-        // Strings, maps and booleans only: serialization cannot fail.
-        let patch_len = review.response.patch.as_ref().map_or(0, String::len);
-        let mut out = Vec::with_capacity(512 + patch_len);
+        // Strings, maps and booleans only: serialization cannot fail, and compact JSON of two
+        // nested structs always ends with the two closing braces the splice replaces.
         let _ = serde_json::to_writer(&mut out, &review);
+        if let Some(patch) = patch
+            && let Some(body_end) = out.len().checked_sub(2)
+        {
+            out.truncate(body_end);
+            out.extend_from_slice(b",\"patch\":\"");
+            out.extend_from_slice(patch.as_bytes());
+            out.extend_from_slice(b"\",\"patchType\":\"");
+            out.extend_from_slice(patch_type.as_bytes());
+            out.extend_from_slice(b"\"}}");
+        }
         out
     }
 }
