@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench load` (full: 10 s phases, 2 rounds, about 5 minutes) or
 //! `cargo bench --bench load -- --quick` (1 s phases, 1 round: a correctness smoke for CI).
 //! Options: `--seconds N`, `--rounds N`, `--rate R`, `--connections C`, `--idle-connections N`,
-//! `--quick`.
+//! `--quick`, `--soak SECONDS` (below); `-- --help` lists them all.
 //!
 //! What it does, all on 127.0.0.1, every loop bounded in time and count:
 //! - generates a certificate into a temporary directory, starts both servers as child processes
@@ -23,6 +23,20 @@
 //!
 //! The issue's targets are printed beside each figure as PASS/MISS and never asserted; the
 //! process exits 1 only when requests failed or a server could not be run.
+//!
+//! Soak (`cargo bench --bench load -- --soak SECONDS`, or `scripts/soak.sh`, 600 s by default):
+//! pod-hardener alone, the same pieces in another order. After a one-response check and a 2 s
+//! warm-up per payload, a closed loop (`--seconds`, default 10 s, `--connections`, default 64,
+//! 3 KB /mutate) measures the saturation rate; an open loop then runs at half that rate for
+//! SECONDS, each 20 requests being 17 × 3 KB /mutate, 2 × 3 KB /validate and 1 × 30 KB /mutate,
+//! while a sampler reads the server's VmRSS every 10 s. It prints the target and achieved rates,
+//! requests answered, errors and timeouts (apart), latency p50/p99/p99.9 (at most 1,000,000
+//! samples kept: past that every k-th request), the RSS series, the RSS drift and VmHWM, then
+//! PASS/FAIL for: no error, no timeout (the check, warm-up and saturation count too), RSS drift
+//! under 2%, the server still running; the process exits 1 when any fails. RSS drift: the median
+//! of the last 3 samples against the median of the first 3 samples taken at or after the warm-up
+//! window, max(60 s, 10% of the run) but at most half the run, as a percentage of the latter
+//! (fewer than 3 per window in runs too short for two windows of 3).
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
@@ -72,6 +86,12 @@ const MAX_REQUESTS_PER_PHASE: u64 = 20_000_000;
 const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
 /// Most error messages kept per server and payload.
 const ERROR_SAMPLES: usize = 5;
+/// The messages of the failures that are timeouts (counted apart from other errors by
+/// `Errors::add`): no response within `REQUEST_TIMEOUT`, no connection within `CONNECT_TIMEOUT`,
+/// an open-loop request still unsent at the phase's hard deadline.
+const NO_RESPONSE: &str = "no response within";
+const CONNECT_TIMED_OUT: &str = "connect timed out";
+const PAST_DEADLINE: &str = "not sent before the phase's hard deadline";
 
 const PAYLOAD_IDS: [&str; 3] = ["mutate-3k", "mutate-30k", "validate-3k"];
 
@@ -79,12 +99,18 @@ const EXAMPLE_REVIEW: &str = include_str!("../examples/admission-review.json");
 
 const USAGE: &str = "\
 usage: cargo bench --bench load -- [options]
-  --seconds N           length of each measured phase (default 10; --quick: 1)
+  --seconds N           length of each measured phase (default 10; --quick: 1; --soak: the
+                        saturation phase)
   --rounds N            B,P alternations per phase (default 2; --quick: 1)
   --rate R              open-loop rate in reviews/s (default 2000)
   --connections C       connections for both loops (default 64)
   --idle-connections N  idle TLS connections for the RSS figure (default 1000)
   --quick               1 s phases, 1 round, short warm-up: a smoke run
+  --soak SECONDS        the soak instead: pod-hardener alone, saturation measured by a closed
+                        loop (--seconds, 3 KB /mutate), then an open loop at half that rate for
+                        SECONDS (at least 20; the issue's soak is 600) with VmRSS read every
+                        10 s; PASS/FAIL for errors, timeouts and RSS drift, exit 1 on FAIL
+                        (--connections, --seconds and --hardener-bin apply; scripts/soak.sh)
   --payload ID          run only this payload (repeatable): mutate-3k, mutate-30k, validate-3k
   --dump-payloads DIR   write the generated reviews to DIR/ID.json and exit (to replay them)
   --hardener-bin PATH   the pod-hardener binary to run (default: the one cargo built), e.g.
@@ -166,6 +192,8 @@ struct Options {
     dump_payloads: Option<PathBuf>,
     warmup: Duration,
     quick: bool,
+    /// `--soak SECONDS`: the soak instead of the comparison.
+    soak: Option<u64>,
     bench_flag: bool,
     help: bool,
 }
@@ -181,10 +209,24 @@ impl Options {
         let mut only = Vec::new();
         let mut dump_payloads = None;
         let mut quick = false;
+        let mut soak = None;
         let mut bench_flag = false;
         let mut help = false;
+        // Options of the comparison that mean nothing to the soak.
+        let mut not_for_soak: Option<&str> = None;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
+            if matches!(
+                arg.as_str(),
+                "--quick"
+                    | "--rounds"
+                    | "--rate"
+                    | "--idle-connections"
+                    | "--payload"
+                    | "--dump-payloads"
+            ) {
+                not_for_soak = Some(arg.as_str());
+            }
             let mut value = |name: &str| {
                 it.next()
                     .cloned()
@@ -227,6 +269,15 @@ impl Options {
                         return Err("--idle-connections must be at most 1000".into());
                     }
                 }
+                "--soak" => {
+                    let v: u64 = num(&value(arg)?, arg)?;
+                    if !(SOAK_MIN_SECONDS..=86_400).contains(&v) {
+                        return Err(format!(
+                            "--soak must be between {SOAK_MIN_SECONDS} and 86400 seconds"
+                        ));
+                    }
+                    soak = Some(v);
+                }
                 "--hardener-bin" => hardener_bin = PathBuf::from(value(arg)?),
                 "--dump-payloads" => dump_payloads = Some(PathBuf::from(value(arg)?)),
                 "--payload" => {
@@ -238,6 +289,9 @@ impl Options {
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if let (Some(_), Some(flag)) = (soak, not_for_soak) {
+            return Err(format!("{flag} does not apply to --soak"));
         }
         Ok(Options {
             seconds: seconds.unwrap_or(if quick { 1.0 } else { 10.0 }),
@@ -254,6 +308,7 @@ impl Options {
                 Duration::from_secs(1)
             },
             quick,
+            soak,
             bench_flag,
             help,
         })
@@ -864,7 +919,7 @@ impl Target {
             anyhow::Ok(sender)
         })
         .await
-        .map_err(|_| anyhow!("connect timed out"))?
+        .map_err(|_| anyhow!("{CONNECT_TIMED_OUT}"))?
     }
 }
 
@@ -920,7 +975,7 @@ async fn review(conn: &mut Sender, target: &Target, payload: &Payload) -> Result
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no response within {REQUEST_TIMEOUT:?}")),
+        Err(_) => Err(format!("{NO_RESPONSE} {REQUEST_TIMEOUT:?}")),
     }
 }
 
@@ -974,13 +1029,22 @@ fn describe_response(body: &[u8]) -> Result<String, String> {
 
 #[derive(Default)]
 struct Errors {
+    /// All failures, timeouts included.
     count: u64,
+    /// The failures that are timeouts (see `NO_RESPONSE`).
+    timeouts: u64,
     samples: Vec<String>,
 }
 
 impl Errors {
     fn add(&mut self, e: String) {
         self.count += 1;
+        if [NO_RESPONSE, CONNECT_TIMED_OUT, PAST_DEADLINE]
+            .iter()
+            .any(|m| e.contains(m))
+        {
+            self.timeouts += 1;
+        }
         if self.samples.len() < ERROR_SAMPLES && !self.samples.contains(&e) {
             self.samples.push(e);
         }
@@ -988,6 +1052,7 @@ impl Errors {
 
     fn merge(&mut self, other: Errors) {
         self.count += other.count;
+        self.timeouts += other.timeouts;
         for s in other.samples {
             if self.samples.len() < ERROR_SAMPLES && !self.samples.contains(&s) {
                 self.samples.push(s);
@@ -1072,6 +1137,10 @@ async fn closed_loop(
 
 struct OpenResult {
     ok: u64,
+    /// Requests scheduled (`rate` × `duration`, at most `MAX_REQUESTS_PER_PHASE`).
+    scheduled: u64,
+    /// The three sample vectors hold one value per `keep_every` requests (by schedule index).
+    keep_every: u64,
     /// From the scheduled send time to the end of the response (coordinated-omission corrected).
     latencies_ns: Vec<u64>,
     /// From the actual send to the end of the response (what a naive client would report).
@@ -1085,14 +1154,21 @@ struct OpenResult {
 
 /// Open loop: requests scheduled at a fixed rate, spread round-robin over `conns` kept-alive
 /// connections (as wrk2 does). A request whose connection is still busy at its scheduled time
-/// waits, and that wait counts in its latency.
+/// waits, and that wait counts in its latency. Request `i` sends `mix[i % mix.len()]` (one
+/// payload, or a fixed proportion of several).
+///
+/// Memory: the samples (latency, service time, pacer lag: 3 × u64) are kept for the requests
+/// whose index is a multiple of `keep_every` (1: all of them), a systematic sample; the run is
+/// at most `MAX_REQUESTS_PER_PHASE` requests whatever the rate and duration.
 async fn open_loop(
     server: &Server,
-    payload: &Arc<Payload>,
+    mix: &[Arc<Payload>],
     conns: usize,
     rate: u32,
     duration: Duration,
+    keep_every: u64,
 ) -> OpenResult {
+    let keep_every = keep_every.max(1);
     let (senders, connect_errors) = connect_many(&server.target, conns).await;
     let mut errors = Errors::default();
     for e in connect_errors {
@@ -1100,11 +1176,14 @@ async fn open_loop(
     }
     let total = ((f64::from(rate) * duration.as_secs_f64()).round() as u64)
         .clamp(1, MAX_REQUESTS_PER_PHASE);
+    let kept = total.div_ceil(keep_every) as usize;
     let n = senders.len();
-    if n == 0 {
-        errors.add("open loop: no connection could be opened".into());
+    if n == 0 || mix.is_empty() {
+        errors.add("open loop: no connection could be opened, or no payload".into());
         return OpenResult {
             ok: 0,
+            scheduled: total,
+            keep_every,
             latencies_ns: Vec::new(),
             service_ns: Vec::new(),
             pacer_lag_ns: Vec::new(),
@@ -1117,35 +1196,40 @@ async fn open_loop(
     // A little slack for the tasks to start waiting.
     let start = Instant::now() + Duration::from_millis(20);
     let hard_deadline = start + duration + OPEN_LOOP_GRACE;
+    let mix: Arc<[Arc<Payload>]> = mix.into();
     let mut txs = Vec::with_capacity(n);
     let mut set = JoinSet::new();
     for mut conn in senders {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        // (scheduled send time, request index)
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, u64)>();
         txs.push(tx);
         let target = server.target.clone();
-        let payload = payload.clone();
+        let mix = mix.clone();
         set.spawn(async move {
             let mut ok = 0u64;
             let mut lat = Vec::new();
             let mut svc = Vec::new();
             let mut errors = Errors::default();
             let mut usable = true;
-            while let Some(intended) = rx.recv().await {
+            while let Some((intended, i)) = rx.recv().await {
                 if !usable || Instant::now() > hard_deadline {
                     errors.add(if usable {
-                        "not sent before the phase's hard deadline".into()
+                        PAST_DEADLINE.into()
                     } else {
                         "connection lost".into()
                     });
                     continue;
                 }
                 let sent = Instant::now();
-                match review(&mut conn, &target, &payload).await {
+                let payload = &mix[(i % mix.len() as u64) as usize];
+                match review(&mut conn, &target, payload).await {
                     Ok(_) => {
                         let done = Instant::now();
                         ok += 1;
-                        lat.push(done.saturating_duration_since(intended).as_nanos() as u64);
-                        svc.push(done.saturating_duration_since(sent).as_nanos() as u64);
+                        if i % keep_every == 0 {
+                            lat.push(done.saturating_duration_since(intended).as_nanos() as u64);
+                            svc.push(done.saturating_duration_since(sent).as_nanos() as u64);
+                        }
                     }
                     Err(e) => {
                         errors.add(e);
@@ -1166,26 +1250,28 @@ async fn open_loop(
     // slack, where tokio's timer has 1 ms granularity).
     let rate_f = f64::from(rate);
     let pacer = tokio::task::spawn_blocking(move || {
-        let mut lag = Vec::with_capacity(total as usize);
+        let mut lag = Vec::with_capacity(kept);
         for i in 0..total {
             let intended = start + Duration::from_secs_f64(i as f64 / rate_f);
             let now = Instant::now();
             if intended > now {
                 std::thread::sleep(intended - now);
             }
-            lag.push(
-                Instant::now()
-                    .saturating_duration_since(intended)
-                    .as_nanos() as u64,
-            );
-            let _ = txs[(i % n as u64) as usize].send(intended);
+            if i % keep_every == 0 {
+                lag.push(
+                    Instant::now()
+                        .saturating_duration_since(intended)
+                        .as_nanos() as u64,
+                );
+            }
+            let _ = txs[(i % n as u64) as usize].send((intended, i));
         }
         lag
     });
     let pacer_lag_ns = pacer.await.unwrap_or_default();
     let mut ok = 0;
-    let mut latencies_ns = Vec::with_capacity(total as usize);
-    let mut service_ns = Vec::with_capacity(total as usize);
+    let mut latencies_ns = Vec::with_capacity(kept);
+    let mut service_ns = Vec::with_capacity(kept);
     let mut keep = Vec::new();
     while let Some(r) = set.join_next().await {
         match r {
@@ -1204,6 +1290,8 @@ async fn open_loop(
     drop(keep);
     OpenResult {
         ok,
+        scheduled: total,
+        keep_every,
         latencies_ns,
         service_ns,
         pacer_lag_ns,
@@ -1307,7 +1395,9 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
 
 fn fmt_ns(ns: u64) -> String {
     let us = ns as f64 / 1000.0;
-    if us >= 1000.0 {
+    if us >= 1_000_000.0 {
+        format!("{:.2} s", us / 1_000_000.0)
+    } else if us >= 1000.0 {
         format!("{:.2} ms", us / 1000.0)
     } else {
         format!("{us:.0} µs")
@@ -1385,7 +1475,10 @@ fn run(opts: &Options) -> anyhow::Result<bool> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run_async(opts))
+    match opts.soak {
+        Some(seconds) => runtime.block_on(soak(opts, seconds)),
+        None => runtime.block_on(run_async(opts)),
+    }
 }
 
 async fn run_async(opts: &Options) -> anyhow::Result<bool> {
@@ -1518,7 +1611,15 @@ async fn run_async(opts: &Options) -> anyhow::Result<bool> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             for (j, s) in servers.iter().enumerate() {
-                let mut r = open_loop(s, p, opts.connections, opts.rate, phase).await;
+                let mut r = open_loop(
+                    s,
+                    std::slice::from_ref(p),
+                    opts.connections,
+                    opts.rate,
+                    phase,
+                    1,
+                )
+                .await;
                 r.latencies_ns.sort_unstable();
                 r.pacer_lag_ns.sort_unstable();
                 println!(
@@ -1780,4 +1881,438 @@ fn proc_exited(s: &Server) -> Option<String> {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The soak (--soak SECONDS)
+
+/// Shortest `--soak`: room for a warm-up window and RSS samples after it.
+const SOAK_MIN_SECONDS: u64 = 20;
+/// How often the sampler reads the server's VmRSS during the soak.
+const SOAK_RSS_EVERY: Duration = Duration::from_secs(10);
+/// A progress line every this many RSS samples (every minute).
+const SOAK_PROGRESS_EVERY: usize = 6;
+/// Closed-loop warm-up on each payload of the mix before the saturation phase; not measured.
+const SOAK_WARMUP: Duration = Duration::from_secs(2);
+/// Most samples the soak's open loop keeps per vector (latency, service time, pacer lag): past
+/// it, every k-th request is kept (a systematic sample), so the load generator's memory does not
+/// grow with the soak's length: at most 3 × 8 B × 1,000,000 = 24 MB, and p99.9 still rests on
+/// 1,000 samples.
+const SOAK_MAX_SAMPLES: u64 = 1_000_000;
+/// The issue's criterion: RSS at the end less than 2% above the reference sample.
+const SOAK_MAX_DRIFT_PERCENT: f64 = 2.0;
+/// The soak's requests repeat in cycles of 20, see `soak_mix_id`.
+const SOAK_MIX_CYCLE: u64 = 20;
+const SOAK_MIX_TEXT: &str =
+    "each 20 requests: 17 × 3 KB /mutate, 2 × 3 KB /validate, 1 × 30 KB /mutate";
+
+/// The payload of request `k` of a cycle: the 30 KB review costs about 4× a 3 KB /mutate in
+/// server CPU and /validate about 0.6×, so the mix costs about 1.1× the 3 KB /mutate the
+/// saturation is measured with (the report prints the server's cores used in both phases).
+fn soak_mix_id(k: u64) -> &'static str {
+    match k {
+        19 => "mutate-30k",
+        4 | 14 => "validate-3k",
+        _ => "mutate-3k",
+    }
+}
+
+struct RssSample {
+    /// Since the start of the soak.
+    at: Duration,
+    kib: u64,
+}
+
+/// Where the RSS drift's reference sample is taken: after the later of 60 s and 10% of the run,
+/// but no later than half the run (so that short runs still compare two samples).
+fn soak_warmup_window(seconds: u64) -> Duration {
+    let s = seconds as f64;
+    Duration::from_secs_f64((s * 0.1).max(60.0).min(s / 2.0))
+}
+
+/// Samples per window of the RSS drift: one reading can be a few percent off its neighbours (the
+/// allocator returns pages to the OS in bursts), a median of three is not.
+const SOAK_DRIFT_WINDOW: usize = 3;
+
+/// The RSS drift of a soak: `end` against `reference`, in percent of `reference`.
+struct Drift<'a> {
+    /// The first `k` samples at or after the warm-up window, and their median.
+    reference: &'a [RssSample],
+    reference_kib: f64,
+    /// The last `k` samples (all taken under load), and their median.
+    end: &'a [RssSample],
+    end_kib: f64,
+    percent: f64,
+}
+
+/// RSS drift: the median of the last `k` samples against the median of the first `k` samples
+/// taken at or after `warmup`, k = `SOAK_DRIFT_WINDOW` or fewer so that the two windows never
+/// overlap (short runs). `None` when fewer than two samples were taken after `warmup`.
+fn rss_drift(samples: &[RssSample], warmup: Duration) -> Option<Drift<'_>> {
+    let first = samples.iter().position(|s| s.at >= warmup)?;
+    let after = &samples[first..];
+    let k = SOAK_DRIFT_WINDOW.min(after.len() / 2);
+    if k == 0 {
+        return None;
+    }
+    let median = |w: &[RssSample]| {
+        let mut v: Vec<u64> = w.iter().map(|s| s.kib).collect();
+        v.sort_unstable();
+        let m = v.len() / 2;
+        if v.len().is_multiple_of(2) {
+            (v[m - 1] + v[m]) as f64 / 2.0
+        } else {
+            v[m] as f64
+        }
+    };
+    let (reference, end) = (&after[..k], &after[after.len() - k..]);
+    let (reference_kib, end_kib) = (median(reference), median(end));
+    if reference_kib <= 0.0 {
+        return None;
+    }
+    Some(Drift {
+        reference,
+        reference_kib,
+        end,
+        end_kib,
+        percent: (end_kib - reference_kib) / reference_kib * 100.0,
+    })
+}
+
+/// "40, 50, 60 s"
+fn fmt_at(w: &[RssSample]) -> String {
+    let secs: Vec<String> = w.iter().map(|s| s.at.as_secs().to_string()).collect();
+    format!("{} s", secs.join(", "))
+}
+
+fn pass_fail(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "FAIL" }
+}
+
+/// `--soak SECONDS`: pod-hardener alone; warm-up; saturation by a closed loop on the 3 KB
+/// /mutate review; then an open loop at half that rate for SECONDS over the mix, VmRSS read
+/// every `SOAK_RSS_EVERY`. PASS (Ok(true)) when there was no error, no timeout, the RSS drift is
+/// under `SOAK_MAX_DRIFT_PERCENT` and the server still runs.
+async fn soak(opts: &Options, seconds: u64) -> anyhow::Result<bool> {
+    let hz = clock_ticks();
+    let machine = machine();
+    let date = today_utc();
+    let all: Vec<Arc<Payload>> = payloads().into_iter().map(Arc::new).collect();
+    let by_id = |id: &str| {
+        all.iter()
+            .find(|p| p.id == id)
+            .cloned()
+            .with_context(|| format!("no payload {id}"))
+    };
+    let mix = (0..SOAK_MIX_CYCLE)
+        .map(|k| by_id(soak_mix_id(k)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let small = by_id("mutate-3k")?;
+    let duration = Duration::from_secs(seconds);
+    let warmup_window = soak_warmup_window(seconds);
+    println!("# pod-hardener soak");
+    println!("machine: {machine}");
+    println!(
+        "settings: saturation by a {} s closed loop on {} over {} connections, then {seconds} s at half \
+         that rate over {} connections ({SOAK_MIX_TEXT}), the server's VmRSS read every {} s",
+        opts.seconds,
+        small.label,
+        opts.connections,
+        opts.connections,
+        SOAK_RSS_EVERY.as_secs()
+    );
+    for p in &all {
+        println!("payload {}: {} bytes", p.label, p.body.len());
+    }
+
+    let fixture = fixture()?;
+    let connector = client_tls(&fixture.ca_pem)?;
+    let server = start_server(
+        Kind::PodHardener,
+        &opts.hardener_bin,
+        &fixture,
+        &connector,
+        &small,
+    )
+    .await?;
+    metrics_ready(&server, &fixture)?;
+    let pid = server.pid();
+    println!(
+        "pod-hardener: pid {pid}, {}, ready in {} ms, idle RSS {}",
+        server.target.addr,
+        server.startup.as_millis(),
+        fmt_mib(server.idle_rss_kib)
+    );
+
+    // Before the soak: one fully checked response per payload, warm-up, saturation. Their
+    // failures count in the verdict too.
+    let mut before = Errors::default();
+    for p in &all {
+        let result = async {
+            let mut conn = server
+                .target
+                .connect()
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let body = review(&mut conn, &server.target, p).await?;
+            describe_response(&body)
+        }
+        .await;
+        match result {
+            Ok(d) => println!("check {}: {d}", p.label),
+            Err(e) => before.add(format!("check {}: {e}", p.label)),
+        }
+    }
+    for p in &all {
+        let w = closed_loop(&server, p, opts.connections, SOAK_WARMUP).await;
+        before.merge(w.errors);
+    }
+    let sat = closed_loop(&server, &small, opts.connections, opts.phase()).await;
+    let sat_secs = sat.elapsed.as_secs_f64().max(1e-9);
+    let saturation = sat.ok as f64 / sat_secs;
+    let sat_server_cores = sat.cpu.server as f64 / hz / sat_secs;
+    println!(
+        "saturation: {} reviews/s ({} in {:.1} s), {} errors; cores used: server {:.2}, load generator {:.2}, other processes {:.2}",
+        fmt_count(saturation),
+        fmt_count(sat.ok as f64),
+        sat_secs,
+        sat.errors.count,
+        sat_server_cores,
+        sat.cpu.client as f64 / hz / sat_secs,
+        sat.cpu.others as f64 / hz / sat_secs,
+    );
+    before.merge(sat.errors);
+    let rate = (saturation / 2.0).round();
+    if rate < 1.0 {
+        bail!("the saturation phase answered nothing: no rate to soak at");
+    }
+    let rate = rate.min(f64::from(u32::MAX)) as u32;
+    let planned = (f64::from(rate) * seconds as f64).round() as u64;
+    if planned > MAX_REQUESTS_PER_PHASE {
+        bail!(
+            "{seconds} s at {rate} reviews/s is {planned} requests, more than the open loop's cap of \
+             {MAX_REQUESTS_PER_PHASE}: use a shorter --soak"
+        );
+    }
+    let keep_every = planned.div_ceil(SOAK_MAX_SAMPLES).max(1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let hwm_before = proc_status_kib(pid, "VmHWM:");
+    println!(
+        "soak: {} reviews/s for {seconds} s, {} requests; latency kept for {}; RSS drift reference: the first sample at or after {} s",
+        fmt_count(f64::from(rate)),
+        fmt_count(planned as f64),
+        if keep_every == 1 {
+            "every request".to_owned()
+        } else {
+            format!("1 request in {keep_every}")
+        },
+        warmup_window.as_secs_f64()
+    );
+
+    // The sampler: one VmRSS reading every SOAK_RSS_EVERY (the first at once) until the open
+    // loop has returned; at most seconds / 10 + 2 samples.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(SOAK_RSS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let s = RssSample { at: started.elapsed(), kib: proc_status_kib(pid, "VmRSS:") };
+                    if samples.len() % SOAK_PROGRESS_EVERY == 0 {
+                        println!("soak: {:>5} s of {seconds}, RSS {}", s.at.as_secs(), fmt_mib(s.kib));
+                    }
+                    samples.push(s);
+                }
+                _ = &mut stop_rx => break,
+            }
+        }
+        samples
+    });
+    let mut r = open_loop(&server, &mix, opts.connections, rate, duration, keep_every).await;
+    let _ = stop_tx.send(());
+    let samples = sampler.await.unwrap_or_default();
+    let hwm_after = proc_status_kib(pid, "VmHWM:");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = proc_status_kib(pid, "VmRSS:");
+    let exited = proc_exited(&server);
+    r.latencies_ns.sort_unstable();
+    r.service_ns.sort_unstable();
+    r.pacer_lag_ns.sort_unstable();
+
+    // Report.
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let others = r.cpu.others as f64 / hz / secs;
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## Soak results ({date})\n");
+    let _ = writeln!(
+        out,
+        "machine: {machine}; the load generator shares these cores with the server"
+    );
+    let _ = writeln!(
+        out,
+        "other processes used {others:.2} cores on average during the soak{}",
+        if others > 0.15 {
+            ": the machine was NOT quiet (latency and the saturation rate are disturbed)"
+        } else {
+            ": quiet"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "target rate: {} reviews/s, half the saturation rate ({} reviews/s, closed loop, {} connections, {})",
+        fmt_count(f64::from(rate)),
+        fmt_count(saturation),
+        opts.connections,
+        small.label
+    );
+    let _ = writeln!(
+        out,
+        "achieved rate: {} reviews/s ({} answered in {:.1} s, from the first scheduled send to the last answer; {SOAK_MIX_TEXT})",
+        fmt_count(r.ok as f64 / secs),
+        fmt_count(r.ok as f64),
+        secs
+    );
+    let soak_errors = r.errors.count - r.errors.timeouts;
+    let before_errors = before.count - before.timeouts;
+    let _ = writeln!(
+        out,
+        "requests: {} scheduled, {} answered correctly, {} errors, {} timeouts (before the soak: {} errors, {} timeouts)",
+        fmt_count(r.scheduled as f64),
+        fmt_count(r.ok as f64),
+        soak_errors,
+        r.errors.timeouts,
+        before_errors,
+        before.timeouts
+    );
+    let _ = writeln!(
+        out,
+        "latency from the scheduled send: p50 {} p99 {} p99.9 {} max {} ({} samples, {})",
+        fmt_ns(quantile(&r.latencies_ns, 0.5)),
+        fmt_ns(quantile(&r.latencies_ns, 0.99)),
+        fmt_ns(quantile(&r.latencies_ns, 0.999)),
+        fmt_ns(r.latencies_ns.last().copied().unwrap_or(0)),
+        fmt_count(r.latencies_ns.len() as f64),
+        if r.keep_every == 1 {
+            "every request".to_owned()
+        } else {
+            format!("1 request in {}", r.keep_every)
+        }
+    );
+    let _ = writeln!(
+        out,
+        "service time from the actual send: p50 {} p99 {}; pacer lag p99 {}",
+        fmt_ns(quantile(&r.service_ns, 0.5)),
+        fmt_ns(quantile(&r.service_ns, 0.99)),
+        fmt_ns(quantile(&r.pacer_lag_ns, 0.99))
+    );
+    let soak_server_cores = r.cpu.server as f64 / hz / secs;
+    let load = soak_server_cores / sat_server_cores.max(1e-9);
+    let _ = writeln!(
+        out,
+        "cores used during the soak: server {soak_server_cores:.2} ({:.0}% of its {sat_server_cores:.2} while saturated), load generator {:.2}",
+        load * 100.0,
+        r.cpu.client as f64 / hz / secs
+    );
+    if load >= 0.8 {
+        let _ = writeln!(
+            out,
+            "note: at half the rate the server used {:.0}% of the CPU it used while saturated: a review costs \
+             more CPU at a lower rate (fewer reviews per wake-up and system call), so CPU here is no measure of \
+             headroom",
+            load * 100.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "RSS every {} s (MiB), from the start of the soak:",
+        SOAK_RSS_EVERY.as_secs()
+    );
+    for row in samples.chunks(12) {
+        let values: Vec<String> = row
+            .iter()
+            .map(|s| format!("{:.1}", s.kib as f64 / 1024.0))
+            .collect();
+        let _ = writeln!(out, "  {:>5} s: {}", row[0].at.as_secs(), values.join(" "));
+    }
+    let drift = rss_drift(&samples, warmup_window);
+    match &drift {
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "RSS drift: {:+.2}% (end: median {:.1} MiB of the samples at {}; reference: median {:.1} MiB of \
+                 the first samples at or after the warm-up window, max(60 s, 10% of the run) capped at half the \
+                 run = {} s: {})",
+                d.percent,
+                d.end_kib / 1024.0,
+                fmt_at(d.end),
+                d.reference_kib / 1024.0,
+                warmup_window.as_secs_f64(),
+                fmt_at(d.reference)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "RSS drift: not measurable ({} samples, fewer than two at or after {} s)",
+                samples.len(),
+                warmup_window.as_secs_f64()
+            );
+        }
+    }
+    let max_sample = samples.iter().map(|s| s.kib).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "RSS: idle after start-up {}, highest sample {}, 1 s after the load {}; peak (VmHWM) {} before the soak \
+         (warm-up and saturation included), {} after it",
+        fmt_mib(server.idle_rss_kib),
+        fmt_mib(max_sample),
+        fmt_mib(rss_after),
+        fmt_mib(hwm_before),
+        fmt_mib(hwm_after)
+    );
+
+    let errors = soak_errors + before_errors;
+    let timeouts = r.errors.timeouts + before.timeouts;
+    let drift_ok = matches!(&drift, Some(d) if d.percent < SOAK_MAX_DRIFT_PERCENT);
+    let checks = [
+        ("errors = 0".to_owned(), errors.to_string(), errors == 0),
+        (
+            "timeouts = 0".to_owned(),
+            timeouts.to_string(),
+            timeouts == 0,
+        ),
+        (
+            format!("RSS drift < {SOAK_MAX_DRIFT_PERCENT}%"),
+            drift.map_or("not measurable".to_owned(), |d| {
+                format!("{:+.2}%", d.percent)
+            }),
+            drift_ok,
+        ),
+        (
+            "server running at the end".to_owned(),
+            exited.clone().unwrap_or_else(|| "running".into()),
+            exited.is_none(),
+        ),
+    ];
+    let _ = writeln!(out, "\nverdict:");
+    for (name, value, pass) in &checks {
+        let _ = writeln!(out, "  {name}: {value} {}", pass_fail(*pass));
+    }
+    let pass = checks.iter().all(|(_, _, pass)| *pass);
+    let _ = writeln!(out, "SOAK {}", pass_fail(pass));
+    print!("{out}");
+
+    if before.count + r.errors.count > 0 {
+        println!("\nERRORS (first {ERROR_SAMPLES} of each kind):");
+        for e in before.samples.iter().chain(&r.errors.samples) {
+            println!("- {e}");
+        }
+    }
+    if exited.is_some() {
+        println!("pod-hardener's stderr:\n{}", server.stderr_tail());
+    }
+    Ok(pass)
 }
