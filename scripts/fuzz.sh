@@ -27,7 +27,9 @@ for target in "${targets[@]}"; do
     cargo +nightly fuzz run "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=10 -print_final_stats=1 \
         >"$scratch/$target.log" 2>&1 || status=$?
-    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|INFO: seed corpus)' "$scratch/$target.log" || true
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|INFO: seed corpus)' "$scratch/$target.log" || true
+    # libFuzzer's last status line: executions, coverage (cov: edges, ft: features), corpus size.
+    grep -E '^#[0-9]+' "$scratch/$target.log" | tail -n 1 || true
     if [ "$status" -ne 0 ]; then
         tail -n 40 "$scratch/$target.log" >&2
         echo "fuzz: $target failed (exit $status); crashing inputs are in fuzz/artifacts/$target" >&2
