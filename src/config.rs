@@ -131,6 +131,10 @@ pub struct Limits {
     pub handshake_timeout: HumanDuration,
     /// Deadline to receive a request's headers.
     pub header_read_timeout: HumanDuration,
+    /// After the TLS handshake, deadline for the connection's first request (HTTP/2: preface,
+    /// settings and the first HEADERS frame), so a client that trickles bytes cannot hold a
+    /// connection slot; Go's HTTP/2 server allows 10 s for the preface.
+    pub first_request_timeout: HumanDuration,
     /// Deadline to receive a request's body and answer it.
     pub request_timeout: HumanDuration,
     /// A connection with no traffic for this long is closed.
@@ -149,6 +153,7 @@ impl Default for Limits {
             max_connections: 1024,
             handshake_timeout: HumanDuration(Duration::from_secs(5)),
             header_read_timeout: HumanDuration(Duration::from_secs(5)),
+            first_request_timeout: HumanDuration(Duration::from_secs(10)),
             request_timeout: HumanDuration(Duration::from_secs(10)),
             idle_timeout: HumanDuration(Duration::from_secs(90)),
             drain_timeout: HumanDuration(Duration::from_secs(20)),
@@ -288,6 +293,7 @@ impl ConfigFile {
         for (field, d) in [
             ("limits.handshakeTimeout", l.handshake_timeout),
             ("limits.headerReadTimeout", l.header_read_timeout),
+            ("limits.firstRequestTimeout", l.first_request_timeout),
             ("limits.requestTimeout", l.request_timeout),
             ("limits.idleTimeout", l.idle_timeout),
             ("limits.drainTimeout", l.drain_timeout),

@@ -712,6 +712,8 @@ fn idle_and_slowloris_clients_do_not_starve_a_normal_client() {
             l.handshake_timeout = HumanDuration(ms(3000));
             l.header_read_timeout = HumanDuration(ms(3000));
             l.idle_timeout = HumanDuration(Duration::from_secs(60));
+            // The idle connections never send a request: they stay for the whole test.
+            l.first_request_timeout = HumanDuration(Duration::from_secs(60));
         })
         .await;
         let header_timeout = server.limits.header_read_timeout.0;
@@ -872,6 +874,7 @@ fn connection_cap_holds_and_health_probes_still_answer() {
         let server = start(|l| {
             l.max_connections = cap;
             l.idle_timeout = HumanDuration(Duration::from_secs(60));
+            l.first_request_timeout = HumanDuration(Duration::from_secs(60));
         })
         .await;
         let h1 = server.client_config(&[b"http/1.1"]);

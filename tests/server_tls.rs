@@ -599,6 +599,55 @@ async fn partial_request_headers_are_cut_off() {
     server.stop(MARGIN).await;
 }
 
+// ---- (f2) first-request deadline ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_without_a_first_request_are_closed_at_the_deadline() {
+    let server = start(|l| {
+        l.first_request_timeout = HumanDuration(ms(500));
+        l.idle_timeout = HumanDuration(Duration::from_secs(60));
+        // hyper's HTTP/1.1 header timer also runs while a kept-alive connection waits for its
+        // next request: longer than the pause below.
+        l.header_read_timeout = HumanDuration(Duration::from_secs(5));
+    })
+    .await;
+    let limit = server.limits.first_request_timeout.0 + MARGIN;
+    // Trickles the HTTP/2 preface, one byte every 100 ms: each byte resets the idle timer, and
+    // HTTP/2 has no header timer, so only the first-request deadline can close it.
+    let h2 = server.client_config(&[b"h2"]);
+    let stream = tls_connect(server.addr, h2.clone()).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        for byte in b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".repeat(4) {
+            if writer.write_all(&[byte]).await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(ms(100)).await;
+        }
+    });
+    wait_for_close(&mut reader, limit).await;
+    println!(
+        "trickled HTTP/2 preface: closed after {:?}",
+        started.elapsed()
+    );
+    trickle.abort();
+    // A TLS connection that sends nothing at all.
+    let mut silent = tls_connect(server.addr, h2.clone()).await.unwrap();
+    wait_for_close(&mut silent, limit).await;
+    // A connection that has made a request is not bound by the deadline: it is still usable
+    // well after it.
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let mut client = Client::connect(server.addr, server.client_config(&[alpn]))
+            .await
+            .unwrap();
+        assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
+        tokio::time::sleep(server.limits.first_request_timeout.0 * 2).await;
+        assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
+    }
+    server.stop(MARGIN).await;
+}
+
 // ---- (g) idle timeout ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

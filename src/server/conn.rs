@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -121,16 +121,37 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(128);
+    // Set by the first request: until then the connection must get there within
+    // `firstRequestTimeout`. hyper's HTTP/1.1 header timer only starts once hyper-util has told
+    // the protocols apart, and HTTP/2 has no header timer, so a client trickling the HTTP/2
+    // preface (or sending nothing after the handshake) would otherwise hold its connection slot
+    // for as long as it keeps the idle timer reset.
+    let requested = Arc::new(AtomicBool::new(false));
+    let first_request_deadline = tokio::time::sleep(state.limits.first_request_timeout.0);
+    let mut first_request_deadline = std::pin::pin!(first_request_deadline);
     let service_state = state.clone();
-    let service = service_fn(move |req| routes::handle(service_state.clone(), routes, req));
+    let service_requested = requested.clone();
+    let service = service_fn(move |req| {
+        service_requested.store(true, Ordering::Relaxed);
+        routes::handle(service_state.clone(), routes, req)
+    });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     // Check for idleness a few times per timeout: cheap, and closes idle connections within
     // 125% of the limit.
     let check_every = (idle_timeout / 4).max(Duration::from_millis(50));
+    let mut awaiting_first_request = true;
     loop {
         tokio::select! {
+            () = first_request_deadline.as_mut(), if awaiting_first_request => {
+                awaiting_first_request = false;
+                if !requested.load(Ordering::Relaxed) {
+                    // Nothing is in flight: dropping the connection closes it.
+                    tracing::debug!("Closing a connection that sent no request in time");
+                    return;
+                }
+            }
             result = conn.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(%error, "Connection ended with an error");
