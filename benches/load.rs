@@ -1,7 +1,9 @@
 //! Load harness: the real `pod-hardener serve` release binary side by side with a bare baseline
 //! server on the same stack (hyper 1 + hyper-util auto::Builder + tokio-rustls, same rustls
 //! settings and certificate, same tokio runtime flavor) that reads the body and returns a fixed
-//! AdmissionReview. The baseline is the physical limit of the stack on this machine.
+//! AdmissionReview. The baseline is the physical limit of the stack on this machine. With
+//! `--baseline-parses` it also parses each review into a `serde_json::Value` first: the floor of
+//! any webhook that reads its input.
 //!
 //! Run: `cargo bench --bench load` (full: 10 s phases, 2 rounds, about 5 minutes) or
 //! `cargo bench --bench load -- --quick` (1 s phases, 1 round: a correctness smoke for CI).
@@ -67,6 +69,10 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use pod_hardener::certs::{self, CertRequest};
 use pod_hardener::server::tls;
 
+/// The same allocator as `pod-hardener serve`, for the baseline server (and the load generator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The uid every generated review carries and the baseline's fixed response echoes.
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 /// What every good response contains (both servers serialize compact JSON).
@@ -111,6 +117,8 @@ usage: cargo bench --bench load -- [options]
                         SECONDS (at least 20; the issue's soak is 600) with VmRSS read every
                         10 s; PASS/FAIL for errors, timeouts and RSS drift, exit 1 on FAIL
                         (--connections, --seconds and --hardener-bin apply; scripts/soak.sh)
+  --baseline-parses     the baseline also parses each review into a serde_json::Value before
+                        its fixed answer: the floor of any webhook that reads its input
   --payload ID          run only this payload (repeatable): mutate-3k, mutate-30k, validate-3k
   --dump-payloads DIR   write the generated reviews to DIR/ID.json and exit (to replay them)
   --hardener-bin PATH   the pod-hardener binary to run (default: the one cargo built), e.g.
@@ -194,6 +202,8 @@ struct Options {
     quick: bool,
     /// `--soak SECONDS`: the soak instead of the comparison.
     soak: Option<u64>,
+    /// `--baseline-parses`: the baseline parses each review as JSON.
+    baseline_parses: bool,
     bench_flag: bool,
     help: bool,
 }
@@ -210,6 +220,7 @@ impl Options {
         let mut dump_payloads = None;
         let mut quick = false;
         let mut soak = None;
+        let mut baseline_parses = false;
         let mut bench_flag = false;
         let mut help = false;
         // Options of the comparison that mean nothing to the soak.
@@ -224,6 +235,7 @@ impl Options {
                     | "--idle-connections"
                     | "--payload"
                     | "--dump-payloads"
+                    | "--baseline-parses"
             ) {
                 not_for_soak = Some(arg.as_str());
             }
@@ -235,6 +247,7 @@ impl Options {
             match arg.as_str() {
                 "--bench" => bench_flag = true,
                 "--quick" => quick = true,
+                "--baseline-parses" => baseline_parses = true,
                 "--help" | "-h" => help = true,
                 "--seconds" => {
                     let v: f64 = num(&value(arg)?, arg)?;
@@ -309,6 +322,7 @@ impl Options {
             },
             quick,
             soak,
+            baseline_parses,
             bench_flag,
             help,
         })
@@ -474,12 +488,21 @@ fn payloads() -> Vec<Payload> {
 mod baseline {
     use super::*;
 
-    /// `--baseline-server PORT CERT KEY`: serves until stdin closes (the harness holds the
-    /// other end, so the server also ends if the harness dies).
+    /// The baseline's optional last argument: parse each review before the fixed answer.
+    pub(super) const PARSE_FLAG: &str = "--parse";
+
+    /// Whether this baseline parses each review (set once at start-up).
+    static PARSES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+    /// `--baseline-server PORT CERT KEY [--parse]`: serves until stdin closes (the harness holds
+    /// the other end, so the server also ends if the harness dies).
     pub(super) fn main(args: &[String]) -> anyhow::Result<()> {
-        let [port, cert, key] = args else {
-            bail!("usage: {BASELINE_FLAG} PORT CERT KEY");
+        let (port, cert, key, parses) = match args {
+            [port, cert, key] => (port, cert, key, false),
+            [port, cert, key, flag] if flag == PARSE_FLAG => (port, cert, key, true),
+            _ => bail!("usage: {BASELINE_FLAG} PORT CERT KEY [{PARSE_FLAG}]"),
         };
+        let _ = PARSES.set(parses);
         let port: u16 = port.parse().context("PORT")?;
         tls::install_crypto_provider();
         // The same certificate store and rustls ServerConfig as pod-hardener: TLS 1.2 and 1.3,
@@ -540,6 +563,20 @@ mod baseline {
         req: Request<hyper::body::Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
         let (status, body) = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            // What any webhook must do at the least: read the review as JSON. A Value, not typed
+            // Kubernetes structs, so this is a floor, not a competitor.
+            Ok(body) if PARSES.get() == Some(&true) => {
+                match serde_json::from_slice::<Value>(&body.to_bytes()) {
+                    Ok(review) => {
+                        std::hint::black_box(&review);
+                        (
+                            StatusCode::OK,
+                            Bytes::from_static(BASELINE_RESPONSE.as_bytes()),
+                        )
+                    }
+                    Err(_) => (StatusCode::BAD_REQUEST, Bytes::from_static(b"not JSON\n")),
+                }
+            }
             Ok(_) => (
                 StatusCode::OK,
                 Bytes::from_static(BASELINE_RESPONSE.as_bytes()),
@@ -575,6 +612,8 @@ impl Drop for ChildGuard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Baseline,
+    /// The baseline that also parses each review (`--baseline-parses`).
+    ParsingBaseline,
     PodHardener,
 }
 
@@ -582,6 +621,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Baseline => "baseline",
+            Kind::ParsingBaseline => "baseline (parses)",
             Kind::PodHardener => "pod-hardener",
         }
     }
@@ -763,12 +803,15 @@ async fn start_server(
             .join(format!("{}-{attempt}.stderr", kind.name()));
         let stderr = std::fs::File::create(&stderr_path)?;
         let mut cmd = match kind {
-            Kind::Baseline => {
+            Kind::Baseline | Kind::ParsingBaseline => {
                 let mut c = Command::new(std::env::current_exe()?);
                 c.arg(BASELINE_FLAG)
                     .arg(port.to_string())
                     .arg(&fixture.cert)
                     .arg(&fixture.key);
+                if kind == Kind::ParsingBaseline {
+                    c.arg(baseline::PARSE_FLAG);
+                }
                 c
             }
             Kind::PodHardener => {
@@ -1514,8 +1557,13 @@ async fn run_async(opts: &Options) -> anyhow::Result<bool> {
     let fixture = fixture()?;
     let connector = client_tls(&fixture.ca_pem)?;
     let probe = payloads[0].clone();
+    let baseline_kind = if opts.baseline_parses {
+        Kind::ParsingBaseline
+    } else {
+        Kind::Baseline
+    };
     let baseline = start_server(
-        Kind::Baseline,
+        baseline_kind,
         &opts.hardener_bin,
         &fixture,
         &connector,
@@ -1693,9 +1741,16 @@ async fn run_async(opts: &Options) -> anyhow::Result<bool> {
          open loop at {} reviews/s over {} connections, latency from the scheduled send time.\n",
         opts.seconds, opts.rounds, opts.connections, opts.rate, opts.connections
     );
+    if opts.baseline_parses {
+        let _ = writeln!(
+            out,
+            "Baseline: parses each review into a serde_json::Value before its fixed answer (--baseline-parses).\n"
+        );
+    }
     let _ = writeln!(
         out,
-        "| metric | payload | baseline (B) | pod-hardener (P) | P/B | target |"
+        "| metric | payload | {} (B) | pod-hardener (P) | P/B | target |",
+        baseline.kind.name()
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---|");
     let mut all_errors = 0u64;

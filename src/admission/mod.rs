@@ -9,6 +9,7 @@
 
 pub mod explain;
 pub mod mutate;
+pub mod object;
 pub mod review;
 pub mod validate;
 

@@ -103,11 +103,12 @@ pub struct AdmissionRequest {
     /// Requesting user.
     #[serde(default)]
     pub user_info: UserInfo,
-    /// The new object (absent on DELETE).
-    #[serde(default)]
+    /// The new object (absent on DELETE), without the container fields no check reads
+    /// (`object::SKIPPED_CONTAINER_FIELDS`).
+    #[serde(default, deserialize_with = "super::object::deserialize")]
     pub object: Option<Value>,
-    /// The old object (UPDATE, DELETE).
-    #[serde(default)]
+    /// The old object (UPDATE, DELETE), read the same way.
+    #[serde(default, deserialize_with = "super::object::deserialize")]
     pub old_object: Option<Value>,
     /// Whether the request is a dry run.
     #[serde(default)]

@@ -493,3 +493,68 @@ fn still_denied_warning_matches_the_hardened_pod_on_every_fixture() {
     }
     assert!(checked > 140, "{checked}");
 }
+
+/// Decoding drops fields no check reads (`object::SKIPPED_CONTAINER_FIELDS` and
+/// `SKIPPED_METADATA_FIELDS`): every fixture, given such fields, is decided exactly as with the
+/// full object.
+#[test]
+fn the_lean_object_is_decided_as_the_full_object_on_every_fixture() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/psa");
+    let settings = AdmissionSettings::default();
+    let policies = [
+        restricted(),
+        policy(&[("pod-security.kubernetes.io/enforce", "baseline")]),
+    ];
+    let mut checked = 0;
+    for level in ["baseline", "restricted"] {
+        for outcome in ["pass", "fail"] {
+            let dir = std::path::Path::new(root)
+                .join(level)
+                .join("v1.37")
+                .join(outcome);
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let mut full: Value =
+                    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                for list in ["containers", "initContainers", "ephemeralContainers"] {
+                    let Some(containers) = full["spec"][list].as_array_mut() else {
+                        continue;
+                    };
+                    for c in containers {
+                        let c = c.as_object_mut().unwrap();
+                        c.insert("env".into(), json!([{"name": "SECRET", "value": "s3cr3t"}]));
+                        c.insert("envFrom".into(), json!([{"secretRef": {"name": "s"}}]));
+                        c.insert("args".into(), json!(["--flag"]));
+                        c.insert("command".into(), json!(["/bin/app"]));
+                        c.insert("resources".into(), json!({"limits": {"memory": "1Gi"}}));
+                    }
+                }
+                full["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]);
+                let lean = request("CREATE", POD, full.clone(), None);
+                assert_ne!(lean.object.as_ref(), Some(&full), "{}", path.display());
+                let mut whole = lean.clone();
+                whole.object = Some(full.clone());
+                for policy in &policies {
+                    let (a, b) = (
+                        mutate::mutate(&lean, policy, &settings),
+                        mutate::mutate(&whole, policy, &settings),
+                    );
+                    assert_eq!(a.response, b.response, "mutate {}", path.display());
+                    // The patch computed on the lean object applies to the full one.
+                    let hardened = apply(&full, &a.response);
+                    assert_eq!(
+                        hardened["spec"]["containers"][0]["env"],
+                        full["spec"]["containers"][0]["env"]
+                    );
+                    let (a, b) = (
+                        validate::validate(&lean, policy, &settings),
+                        validate::validate(&whole, policy, &settings),
+                    );
+                    assert_eq!(a.response, b.response, "validate {}", path.display());
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} fixtures");
+}
