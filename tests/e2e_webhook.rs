@@ -587,6 +587,19 @@ async fn s08_baseline_shadow_off_and_exemptions() {
         "{:?}",
         created.warnings
     );
+    // Auditors find the same record in the API server's audit log, under the webhook's name,
+    // with the level the validating webhook enforced.
+    let audit = audit_annotations(&setup, "base", "bare").await;
+    assert_eq!(
+        audit[format!("{MUTATING_WEBHOOK}/hardened")],
+        pod["metadata"]["annotations"]["pod-hardener.io/hardened"],
+        "{audit}"
+    );
+    assert_eq!(
+        audit[format!("{VALIDATING_WEBHOOK}/enforce-policy")],
+        "baseline:latest",
+        "{audit}"
+    );
 
     // Shadow: nothing changed, the client is told what would have been.
     let created = raw_create(&setup.client, "shadow", &bare, false).await.ok();
@@ -598,6 +611,19 @@ async fn s08_baseline_shadow_off_and_exemptions() {
         ),
         "{:?}",
         created.warnings
+    );
+    // The audit log says what shadow mode would have recorded, and records no change.
+    let audit = audit_annotations(&setup, "shadow", "bare").await;
+    let shadow: Value = serde_json::from_str(
+        audit[format!("{MUTATING_WEBHOOK}/shadow")]
+            .as_str()
+            .unwrap_or_else(|| panic!("no shadow audit annotation: {audit}")),
+    )
+    .unwrap();
+    assert_eq!(shadow["level"], "baseline", "{shadow}");
+    assert!(
+        audit.get(format!("{MUTATING_WEBHOOK}/hardened")).is_none(),
+        "{audit}"
     );
 
     // Off: nothing changed, nothing said by the mutating webhook.
@@ -621,13 +647,20 @@ async fn s08_baseline_shadow_off_and_exemptions() {
     let message = denial(&setup, "plain", &host).await;
     assert!(message.starts_with(WEBHOOK_DENIED), "{message}");
 
-    // Exempt namespace: not changed, not denied.
+    // Exempt namespace: not changed, not denied, and the audit log says why.
     for pod_in in [&bare, &host] {
         let created = raw_create(&setup.client, "exempt", pod_in, false)
             .await
             .ok();
         let pod = read_back(&setup.client, "exempt", &created.object).await;
         assert_unchanged(&pod);
+        let name = pod_in.metadata.name.as_deref().unwrap();
+        let audit = audit_annotations(&setup, "exempt", name).await;
+        assert_eq!(
+            audit[format!("{VALIDATING_WEBHOOK}/exempt")],
+            "namespace",
+            "{audit}"
+        );
     }
 
     // Exempt user, in the otherwise restricted unlabelled namespace.
@@ -641,6 +674,12 @@ async fn s08_baseline_shadow_off_and_exemptions() {
         let created = raw_create(&exempt_user, "plain", &pod_in, false).await.ok();
         let pod = read_back(&setup.client, "plain", &created.object).await;
         assert_unchanged(&pod);
+        let audit = audit_annotations(&setup, "plain", name).await;
+        assert_eq!(
+            audit[format!("{VALIDATING_WEBHOOK}/exempt")],
+            "user",
+            "{audit}"
+        );
     }
     eprintln!("s08 done in {:.1?}", setup.elapsed());
 }
@@ -831,6 +870,21 @@ fn escalating_pod() -> Pod {
             }],
         }),
     )
+}
+
+/// The audit annotations the API server logged for the create of Pod `namespace/name`.
+async fn audit_annotations(setup: &Setup, namespace: &str, name: &str) -> Value {
+    let event = setup
+        .control_plane
+        .audit_event(&format!("the create of {namespace}/{name}"), |e| {
+            e["verb"] == "create"
+                && e["stage"] == "ResponseComplete"
+                && e["objectRef"]["namespace"] == namespace
+                && e["objectRef"]["name"] == name
+                && e["objectRef"]["subresource"].is_null()
+        })
+        .await;
+    event["annotations"].clone()
 }
 
 fn manifests_dir() -> &'static str {

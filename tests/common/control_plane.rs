@@ -36,6 +36,20 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
+/// Audit policy: Pod creates and updates (the ephemeral-containers subresource included) at
+/// Metadata level, which carries admission webhooks' audit annotations; nothing else.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch]
+    resources:
+      - group: \"\"
+        resources: [pods, pods/ephemeralcontainers]
+  - level: None
+";
+
 /// How long each component may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a component may take to exit after SIGTERM before it gets SIGKILL.
@@ -150,6 +164,39 @@ impl ControlPlane {
     /// own files (webhook certificates, rewritten manifests).
     pub fn dir(&self) -> &Path {
         &self.root
+    }
+
+    /// The API server's audit events so far (JSON lines of `audit.log`): Metadata level for
+    /// creates and updates of Pods and their ephemeral containers, nothing else
+    /// (`AUDIT_POLICY`). Each event carries the webhooks' audit annotations, prefixed with the
+    /// webhook's name.
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.root.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The audit event of the request that `pred` picks, waiting up to 10 s for the API server
+    /// to write it.
+    pub async fn audit_event(
+        &self,
+        what: &str,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(event) = self.audit_events().into_iter().find(|e| pred(e)) {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no audit event for {what} within 10 s; {} events logged",
+                self.audit_events().len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The last lines of a component's log (`"etcd"`, `"kube-apiserver"`,
@@ -324,6 +371,8 @@ impl ControlPlane {
         for (name, pem) in &paths {
             fs::write(pki.join(name), pem).expect("write pki file");
         }
+        let audit_policy = root.join("audit-policy.yaml");
+        fs::write(&audit_policy, AUDIT_POLICY).expect("write the audit policy");
         let kubeconfig = root.join("kubeconfig.json");
         write_kubeconfig(
             &kubeconfig,
@@ -358,6 +407,12 @@ impl ControlPlane {
             // PodSecurity and the webhook judge them, instead of failing validation.
             "--allow-privileged=true".to_owned(),
             "--profiling=false".to_owned(),
+            // Where auditors find the webhooks' audit annotations; the log backend writes each
+            // event before the response is sent (blocking mode).
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!("--audit-log-path={}", root.join("audit.log").display()),
+            "--audit-log-format=json".to_owned(),
+            "--audit-log-mode=blocking".to_owned(),
         ];
 
         let mut control_plane = Self {
