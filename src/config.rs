@@ -137,7 +137,8 @@ pub struct Limits {
     pub first_request_timeout: HumanDuration,
     /// Deadline to receive a request's body and answer it.
     pub request_timeout: HumanDuration,
-    /// A connection with no traffic for this long is closed.
+    /// A connection with no request started or in flight for this long is closed (HTTP/2 PINGs
+    /// do not count).
     pub idle_timeout: HumanDuration,
     /// On SIGTERM, how long in-flight requests may take before connections are closed.
     pub drain_timeout: HumanDuration,

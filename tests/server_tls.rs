@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use pod_hardener::certs::GeneratedCerts;
 use pod_hardener::config::{HumanDuration, Limits};
 use support::tls::{
-    Answer, CertDir, Client, HeldRequest, WAIT, assert_new_connections_refused, der, generate, ms,
-    read_answer, send_in_halves, short_limits, start_server, tls_connect, wait_until,
+    Answer, CertDir, Client, HeldRequest, Sender, WAIT, assert_new_connections_refused, der,
+    generate, ms, read_answer, send_in_halves, short_limits, start_server, tls_connect, wait_until,
 };
 use support::{
     EXAMPLE_REVIEW, EXAMPLE_UID, apply_patch, example_pod, response_of, tls_client_config,
@@ -673,5 +674,41 @@ async fn idle_connections_are_closed() {
     let config = server.client_config(&[b"h2"]);
     let mut stream = tls_connect(server.addr, config).await.unwrap();
     wait_for_close(&mut stream, limit).await;
+    server.stop(MARGIN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_do_not_keep_an_idle_http2_connection_open() {
+    let server = start(|l| l.idle_timeout = HumanDuration(ms(500))).await;
+    let limit = server.limits.idle_timeout.0 + MARGIN;
+    let stream = tls_connect(server.addr, server.client_config(&[b"h2"]))
+        .await
+        .unwrap();
+    // A client that PINGs every 100 ms: bytes keep moving, requests do not.
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(ms(100))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let mut conn = tokio::spawn(conn);
+    let mut client = Client {
+        sender: Sender::H2(sender),
+        conn: tokio::spawn(async { Ok(()) }),
+        peer_cert: Vec::new(),
+        alpn: Some(b"h2".to_vec()),
+    };
+    assert_mutated(&client.post("/mutate", EXAMPLE_REVIEW, WAIT).await.unwrap());
+    let idle_since = Instant::now();
+    let closed = tokio::time::timeout(limit, &mut conn).await;
+    assert!(
+        closed.is_ok(),
+        "a PINGing HTTP/2 connection with no request was still open after {limit:?}"
+    );
+    println!(
+        "PINGing HTTP/2 connection closed {:?} after its last request",
+        idle_since.elapsed()
+    );
     server.stop(MARGIN).await;
 }

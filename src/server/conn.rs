@@ -1,71 +1,72 @@
-//! One client connection: TLS handshake (bounded), HTTP/1.1 or HTTP/2 by ALPN, header-read and
-//! idle timeouts, and a graceful close when the server drains.
+//! One client connection: TLS handshake (bounded), HTTP/1.1 or HTTP/2 by ALPN, a first-request
+//! deadline, header-read and idle timeouts (idleness counts requests, not bytes), and a graceful
+//! close when the server drains.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::routes::{self, AppState, RouteSet};
 
-/// An I/O stream that remembers when it last moved bytes, for the idle timeout.
-struct ActivityIo<T> {
-    inner: T,
+/// When a connection last had a request, and how many it has in flight: the idle timeout counts
+/// requests, not bytes, so HTTP/2 PINGs or a trickled frame cannot keep a connection that asks
+/// nothing from ever idling out.
+struct RequestActivity {
     epoch: Instant,
-    last_activity_ms: Arc<AtomicU64>,
+    /// Milliseconds after `epoch` when a request last started or finished.
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    /// Whether any request has arrived (the first-request deadline).
+    any: AtomicBool,
 }
 
-impl<T> ActivityIo<T> {
+impl RequestActivity {
+    fn new() -> Self {
+        RequestActivity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            any: AtomicBool::new(false),
+        }
+    }
+
     fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_activity_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Marks a request in flight until the guard is dropped (answered, or abandoned with its
+    /// connection).
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.any.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        Some(self.epoch.elapsed().saturating_sub(last))
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.touch();
-        }
-        poll
-    }
-}
+struct InFlight(Arc<RequestActivity>);
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -104,13 +105,7 @@ async fn serve_http<T>(io: T, routes: RouteSet, state: Arc<AppState>, shutdown: 
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let epoch = Instant::now();
-    let last_activity_ms = Arc::new(AtomicU64::new(0));
-    let io = ActivityIo {
-        inner: io,
-        epoch,
-        last_activity_ms: last_activity_ms.clone(),
-    };
+    let activity = Arc::new(RequestActivity::new());
     let idle_timeout = state.limits.idle_timeout.0;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -121,19 +116,22 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(128);
-    // Set by the first request: until then the connection must get there within
-    // `firstRequestTimeout`. hyper's HTTP/1.1 header timer only starts once hyper-util has told
-    // the protocols apart, and HTTP/2 has no header timer, so a client trickling the HTTP/2
-    // preface (or sending nothing after the handshake) would otherwise hold its connection slot
-    // for as long as it keeps the idle timer reset.
-    let requested = Arc::new(AtomicBool::new(false));
+    // Until its first request the connection must get there within `firstRequestTimeout`:
+    // hyper's HTTP/1.1 header timer only starts once hyper-util has told the protocols apart, and
+    // HTTP/2 has no header timer, so a client trickling the HTTP/2 preface (or sending nothing
+    // after the handshake) would otherwise hold its connection slot.
     let first_request_deadline = tokio::time::sleep(state.limits.first_request_timeout.0);
     let mut first_request_deadline = std::pin::pin!(first_request_deadline);
     let service_state = state.clone();
-    let service_requested = requested.clone();
+    let service_activity = activity.clone();
     let service = service_fn(move |req| {
-        service_requested.store(true, Ordering::Relaxed);
-        routes::handle(service_state.clone(), routes, req)
+        let in_flight = service_activity.start();
+        let answer = routes::handle(service_state.clone(), routes, req);
+        async move {
+            let answer = answer.await;
+            drop(in_flight);
+            answer
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
@@ -146,7 +144,7 @@ where
         tokio::select! {
             () = first_request_deadline.as_mut(), if awaiting_first_request => {
                 awaiting_first_request = false;
-                if !requested.load(Ordering::Relaxed) {
+                if !activity.any.load(Ordering::Relaxed) {
                     // Nothing is in flight: dropping the connection closes it.
                     tracing::debug!("Closing a connection that sent no request in time");
                     return;
@@ -163,8 +161,7 @@ where
                 closing = true;
             }
             () = tokio::time::sleep(check_every), if !closing => {
-                let last = Duration::from_millis(last_activity_ms.load(Ordering::Relaxed));
-                if epoch.elapsed().saturating_sub(last) >= idle_timeout {
+                if activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
                     tracing::debug!("Closing an idle connection");
                     conn.as_mut().graceful_shutdown();
                     closing = true;
