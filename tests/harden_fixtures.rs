@@ -147,22 +147,6 @@ fn never_fixable(check: CheckId) -> bool {
     )
 }
 
-/// The control whose skip explains a remaining violation of `check`.
-fn control_for(check: CheckId) -> Option<harden::Control> {
-    use harden::Control;
-    Some(match check {
-        CheckId::AllowPrivilegeEscalation => Control::AllowPrivilegeEscalation,
-        CheckId::CapabilitiesBaseline | CheckId::CapabilitiesRestricted => Control::Capabilities,
-        CheckId::RunAsNonRoot => Control::RunAsNonRoot,
-        CheckId::RunAsUser => Control::RunAsUser,
-        CheckId::SeccompProfileBaseline | CheckId::SeccompProfileRestricted => {
-            Control::SeccompProfile
-        }
-        CheckId::ProcMount | CheckId::ProcMountRestricted => Control::ProcMount,
-        _ => return None,
-    })
-}
-
 #[test]
 fn hardened_fixtures_are_allowed_or_explained() {
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
@@ -186,7 +170,7 @@ fn hardened_fixtures_are_allowed_or_explained() {
                         return false;
                     }
                     // What fill mode may not fix is explained by a recorded skip of its control.
-                    let control = control_for(v.check);
+                    let control = harden::Control::fixing(v.check);
                     let explained = hardening
                         .plan
                         .skips

@@ -1,21 +1,9 @@
 //! What pod-hardener adds to Pod Security messages: for each failed check, why hardening did not
 //! fix it (an explicit value, an opt-out, an API constraint) or why no mutation may fix it.
 
+use crate::harden::Control;
 use crate::harden::record::{Record, RecordedSkip};
 use crate::pss::{CheckId, Violation};
-
-/// The control that fixes a check, for checks a mutation may fix.
-pub(crate) fn control_for(check: CheckId) -> Option<&'static str> {
-    Some(match check {
-        CheckId::AllowPrivilegeEscalation => "allowPrivilegeEscalation",
-        CheckId::CapabilitiesBaseline | CheckId::CapabilitiesRestricted => "capabilities",
-        CheckId::RunAsNonRoot => "runAsNonRoot",
-        CheckId::RunAsUser => "runAsUser",
-        CheckId::SeccompProfileBaseline | CheckId::SeccompProfileRestricted => "seccompProfile",
-        CheckId::ProcMount | CheckId::ProcMountRestricted => "procMount",
-        _ => return None,
-    })
-}
 
 /// Why no mutation may fix a check.
 fn never_fixable(check: CheckId) -> Option<&'static str> {
@@ -74,7 +62,7 @@ pub fn could_not_fix(violations: &[Violation], record: Option<&Record>) -> Strin
             parts.push(format!("{} ({why})", v.check));
             continue;
         }
-        let Some(control) = control_for(v.check) else {
+        let Some(control) = Control::fixing(v.check) else {
             continue;
         };
         let Some(record) = record else {
@@ -84,7 +72,7 @@ pub fn could_not_fix(violations: &[Violation], record: Option<&Record>) -> Strin
         let skips: Vec<String> = record
             .skips
             .iter()
-            .filter(|s| s.control == control)
+            .filter(|s| s.control == control.as_str())
             .map(describe_skip)
             .collect();
         if skips.is_empty() {

@@ -135,9 +135,9 @@ fn still_denied(
         pss::evaluate(&parts.metadata, &parts.spec, policy.enforce)
             .into_iter()
             .filter(|v| {
-                let control = super::explain::control_for(v.check);
                 !applied
-                    || control.is_none_or(|c| plan.skips.iter().any(|s| s.control.as_str() == c))
+                    || Control::fixing(v.check)
+                        .is_none_or(|c| plan.skips.iter().any(|s| s.control == c))
             })
             .collect();
     if violations.is_empty() {

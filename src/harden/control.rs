@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::pss::CheckId;
+
 /// One hardening control (see the README's control table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Control {
@@ -42,6 +44,25 @@ impl Control {
         Control::ReadOnlyRootFilesystem,
         Control::TmpVolume,
     ];
+
+    /// The control that fixes failures of `check`, for the checks a mutation may fix. Unless it
+    /// records a skip for this control, the planner leaves no failure of `check` behind
+    /// (`tests/harden_fixtures.rs` asserts it on every fixture).
+    pub fn fixing(check: CheckId) -> Option<Control> {
+        Some(match check {
+            CheckId::AllowPrivilegeEscalation => Control::AllowPrivilegeEscalation,
+            CheckId::CapabilitiesBaseline | CheckId::CapabilitiesRestricted => {
+                Control::Capabilities
+            }
+            CheckId::RunAsNonRoot => Control::RunAsNonRoot,
+            CheckId::RunAsUser => Control::RunAsUser,
+            CheckId::SeccompProfileBaseline | CheckId::SeccompProfileRestricted => {
+                Control::SeccompProfile
+            }
+            CheckId::ProcMount | CheckId::ProcMountRestricted => Control::ProcMount,
+            _ => return None,
+        })
+    }
 
     /// The control's name in config, annotations and metrics.
     pub fn as_str(self) -> &'static str {

@@ -63,18 +63,18 @@ pub fn harden(
 ) -> Hardening {
     let plan = planner::plan(parts, profile, opt_outs, scope);
     let spec_tokens = kind.pod_spec_tokens();
-    let mut full_paths: Vec<Vec<&str>> = plan
+    let mut edits: Vec<patch::RootedEdit<'_>> = plan
         .changes
         .iter()
-        .map(|c| {
-            spec_tokens
+        .map(|c| patch::RootedEdit {
+            path: spec_tokens
                 .iter()
                 .copied()
                 .chain(c.path.iter().map(String::as_str))
-                .collect()
+                .collect(),
+            edit: c.edit.clone(),
         })
         .collect();
-    let mut edits: Vec<Edit> = plan.changes.iter().map(|c| c.edit.clone()).collect();
 
     let existing = parts
         .metadata
@@ -91,15 +91,12 @@ pub fn harden(
     {
         let mut path = kind.pod_metadata_tokens();
         path.extend(["annotations", RECORD_ANNOTATION]);
-        full_paths.push(path);
-        edits.push(Edit::Set(Value::String(json.clone())));
+        edits.push(patch::RootedEdit {
+            path,
+            edit: Edit::Set(Value::String(json.clone())),
+        });
     }
-    let rooted: Vec<patch::RootedEdit<'_>> = full_paths
-        .into_iter()
-        .zip(edits.iter())
-        .map(|(path, edit)| patch::RootedEdit { path, edit })
-        .collect();
-    let patch = patch::build(object, &rooted);
+    let patch = patch::build(object, edits);
     Hardening {
         plan,
         record,

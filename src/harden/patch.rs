@@ -12,7 +12,7 @@ use super::plan::Edit;
 #[derive(Debug, Clone)]
 pub(crate) struct RootedEdit<'a> {
     pub(crate) path: Vec<&'a str>,
-    pub(crate) edit: &'a Edit,
+    pub(crate) edit: Edit,
 }
 
 fn child<'v>(v: &'v Value, token: &str) -> Option<&'v Value> {
@@ -55,22 +55,23 @@ fn pointer(tokens: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(tokens.iter().map(|t| Token::new(*t)))
 }
 
-/// Builds the patch for `edits` against `object`.
-pub(crate) fn build(object: &Value, edits: &[RootedEdit<'_>]) -> Patch {
+/// Builds the patch for `edits` against `object`, moving the edits' values into it.
+pub(crate) fn build(object: &Value, mut edits: Vec<RootedEdit<'_>>) -> Patch {
     // Adds that create a missing parent, keyed by their path, so later edits under the same
     // missing parent merge into them instead of adding beneath a parent that does not exist yet.
     let mut ops: Vec<PatchOperation> = Vec::new();
     let mut created: std::collections::HashMap<&[&str], usize> = std::collections::HashMap::new();
-    for RootedEdit { path, edit } in edits {
-        let (tokens, value, append) = match edit {
+    for RootedEdit { path, edit } in &mut edits {
+        let path: &Vec<&str> = path;
+        let (tokens, value, append) = match std::mem::replace(edit, Edit::Remove) {
             Edit::Remove => {
                 ops.push(PatchOperation::Remove(RemoveOperation {
                     path: pointer(path),
                 }));
                 continue;
             }
-            Edit::Set(v) => (path.as_slice(), v.clone(), false),
-            Edit::Append(v) => (path.as_slice(), v.clone(), true),
+            Edit::Set(v) => (path.as_slice(), v, false),
+            Edit::Append(v) => (path.as_slice(), v, true),
         };
         // The first token whose target is missing (or null).
         let mut node = Some(object);
@@ -135,9 +136,7 @@ mod tests {
     #[test]
     fn creates_a_missing_parent_once_and_merges_siblings() {
         let obj = json!({"spec": {"containers": [{"name": "a"}]}});
-        let set_false = Edit::Set(json!(false));
-        let drop_all = Edit::Append(json!("ALL"));
-        let edits = [
+        let edits = vec![
             RootedEdit {
                 path: vec![
                     "spec",
@@ -146,7 +145,7 @@ mod tests {
                     "securityContext",
                     "allowPrivilegeEscalation",
                 ],
-                edit: &set_false,
+                edit: Edit::Set(json!(false)),
             },
             RootedEdit {
                 path: vec![
@@ -157,10 +156,10 @@ mod tests {
                     "capabilities",
                     "drop",
                 ],
-                edit: &drop_all,
+                edit: Edit::Append(json!("ALL")),
             },
         ];
-        let patch = build(&obj, &edits);
+        let patch = build(&obj, edits.clone());
         assert_eq!(patch.0.len(), 1, "{patch:?}");
         assert_eq!(
             apply(&obj, &patch),
@@ -172,19 +171,17 @@ mod tests {
     #[test]
     fn appends_to_existing_arrays_and_replaces_existing_values() {
         let obj = json!({"spec": {"volumes": [], "securityContext": {"runAsNonRoot": false}}});
-        let vol = Edit::Append(json!({"name": "v"}));
-        let yes = Edit::Set(json!(true));
-        let edits = [
+        let edits = vec![
             RootedEdit {
                 path: vec!["spec", "volumes"],
-                edit: &vol,
+                edit: Edit::Append(json!({"name": "v"})),
             },
             RootedEdit {
                 path: vec!["spec", "securityContext", "runAsNonRoot"],
-                edit: &yes,
+                edit: Edit::Set(json!(true)),
             },
         ];
-        let patch = build(&obj, &edits);
+        let patch = build(&obj, edits.clone());
         let text = serde_json::to_string(&patch).unwrap();
         assert!(
             text.contains(r#""op":"add","path":"/spec/volumes/-""#),
@@ -203,12 +200,11 @@ mod tests {
     #[test]
     fn escapes_tokens_and_treats_null_as_missing() {
         let obj = json!({"metadata": {"annotations": null}});
-        let record = Edit::Set(json!("x"));
-        let edits = [RootedEdit {
+        let edits = vec![RootedEdit {
             path: vec!["metadata", "annotations", "pod-hardener.io/hardened"],
-            edit: &record,
+            edit: Edit::Set(json!("x")),
         }];
-        let patch = build(&obj, &edits);
+        let patch = build(&obj, edits.clone());
         let text = serde_json::to_string(&patch).unwrap();
         assert!(text.contains(r#""path":"/metadata/annotations""#), "{text}");
         assert_eq!(
@@ -216,7 +212,7 @@ mod tests {
             "x"
         );
         let obj = json!({"metadata": {"annotations": {}}});
-        let text = serde_json::to_string(&build(&obj, &edits)).unwrap();
+        let text = serde_json::to_string(&build(&obj, edits.clone())).unwrap();
         assert!(
             text.contains(r#""path":"/metadata/annotations/pod-hardener.io~1hardened""#),
             "{text}"
