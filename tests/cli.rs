@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pod-hardener");
 const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/manifests");
-const PSA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/psa");
+include!("support/shared_data.rs");
 
 fn run(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(BIN)
@@ -35,12 +35,18 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn check_allows_a_pass_fixture_and_denies_a_fail_fixture() {
-    let pass = format!("{PSA}/restricted/v1.37/pass/base.yaml");
+    let pass = format!(
+        "{}/restricted/v1.37/pass/base.yaml",
+        psa_fixtures_dir().display()
+    );
     let o = run(&["check", "-f", &pass], b"");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "Pod base: allowed\n");
 
-    let fail = format!("{PSA}/restricted/v1.37/fail/allowprivilegeescalation0.yaml");
+    let fail = format!(
+        "{}/restricted/v1.37/fail/allowprivilegeescalation0.yaml",
+        psa_fixtures_dir().display()
+    );
     let o = run(&["check", "-f", &fail], b"");
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
@@ -51,7 +57,10 @@ fn check_allows_a_pass_fixture_and_denies_a_fail_fixture() {
 
 #[test]
 fn check_honours_level_and_version() {
-    let fail = format!("{PSA}/baseline/v1.18/fail/seccompprofile_baseline0.yaml");
+    let fail = format!(
+        "{}/baseline/v1.18/fail/seccompprofile_baseline0.yaml",
+        psa_fixtures_dir().display()
+    );
     assert_eq!(
         run(
             &[

@@ -9,20 +9,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use json_patch::Patch;
-use pod_hardener::harden::{
-    self, Edit, HardeningSettings, Mode, OptOuts, Profile, RecordPlacement, Scope,
-};
+use pod_hardener::harden::{self, Edit, HardeningSettings, Mode, Profile, Scope};
 use pod_hardener::pss::{self, CheckId, Level, LevelVersion, defaulting};
 use pod_hardener::workload::{self, WorkloadKind};
 use serde_json::{Value, json};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/psa");
+include!("support/shared_data.rs");
 
 fn fixtures() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for level in ["baseline", "restricted"] {
         for outcome in ["pass", "fail"] {
-            let dir = Path::new(FIXTURES).join(level).join("v1.37").join(outcome);
+            let dir = psa_fixtures_dir().join(level).join("v1.37").join(outcome);
             for entry in fs::read_dir(&dir).unwrap() {
                 out.push(entry.unwrap().path());
             }
@@ -46,18 +44,10 @@ fn profile(mode: Mode) -> Profile {
     )
 }
 
-fn harden_pod(object: &Value, profile: &Profile) -> harden::Hardening {
-    let parts = workload::extract(WorkloadKind::Pod, object).unwrap();
-    let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-    harden::harden(
-        object,
-        WorkloadKind::Pod,
-        &parts,
-        profile,
-        &opt_outs,
-        Scope::Create,
-        RecordPlacement::Annotation,
-    )
+fn harden_pod<'o>(object: &'o Value, profile: &Profile) -> harden::Hardening<'o> {
+    harden::Hardener::new(profile.clone())
+        .harden(WorkloadKind::Pod, object, Scope::Create)
+        .expect("the pod has a spec")
 }
 
 fn apply(object: &Value, patch: &Patch) -> Value {
@@ -68,7 +58,7 @@ fn apply(object: &Value, patch: &Patch) -> Value {
 }
 
 /// An independent application of the plan: walk each path, creating objects as needed.
-fn apply_plan_directly(object: &Value, hardening: &harden::Hardening) -> Value {
+fn apply_plan_directly(object: &Value, hardening: &harden::Hardening<'_>) -> Value {
     let mut out = object.clone();
     for change in &hardening.plan.changes {
         let (last, parents) = change.path.split_last().unwrap();
@@ -254,6 +244,6 @@ fn the_default_pod_gets_exactly_the_restricted_base() {
         .as_object_mut()
         .unwrap()
         .remove("annotations");
-    let expected = load(&Path::new(FIXTURES).join("restricted/v1.37/pass/base.yaml"));
+    let expected = load(&psa_fixtures_dir().join("restricted/v1.37/pass/base.yaml"));
     assert_eq!(hardened, expected);
 }

@@ -6,11 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use json_patch::Patch;
-use pod_hardener::harden::{
-    self, HardeningSettings, Mode, OptOuts, Profile, RECORD_ANNOTATION, RecordPlacement, Scope,
-};
+use pod_hardener::harden::{self, HardeningSettings, Mode, Profile, RECORD_ANNOTATION, Scope};
 use pod_hardener::pss::Level;
-use pod_hardener::workload::{self, WorkloadKind};
+use pod_hardener::workload::WorkloadKind;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 use proptest::test_runner::TestCaseError;
@@ -301,18 +299,10 @@ fn label(profile: &Profile) -> String {
     )
 }
 
-fn harden_pod(object: &Value, profile: &Profile) -> harden::Hardening {
-    let parts = workload::extract(WorkloadKind::Pod, object).expect("generated pods parse");
-    let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-    harden::harden(
-        object,
-        WorkloadKind::Pod,
-        &parts,
-        profile,
-        &opt_outs,
-        Scope::Create,
-        RecordPlacement::Annotation,
-    )
+fn harden_pod<'o>(object: &'o Value, profile: &Profile) -> harden::Hardening<'o> {
+    harden::Hardener::new(profile.clone())
+        .harden(WorkloadKind::Pod, object, Scope::Create)
+        .expect("the pod has a spec")
 }
 
 fn apply(object: &Value, patch: &Patch) -> Result<Value, TestCaseError> {

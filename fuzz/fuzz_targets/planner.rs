@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pod_hardener::harden::{self, OptOuts, Profile, RecordPlacement, Scope};
-use pod_hardener::workload::{self, WorkloadKind};
+use pod_hardener::harden::{Hardener, Profile, Scope};
+use pod_hardener::workload::WorkloadKind;
 use serde_json::Value;
 
 /// Every (pointer, value) leaf of `v`.
@@ -28,12 +28,9 @@ fn leaves(v: &Value, at: String, out: &mut Vec<(String, Value)>) {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(object) = serde_json::from_slice::<Value>(data) else { return };
-    let Ok(parts) = workload::extract(WorkloadKind::Pod, &object) else { return };
-    let profile = Profile::restricted();
-    let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-    let h = harden::harden(&object, WorkloadKind::Pod, &parts, &profile, &opt_outs, Scope::Create, RecordPlacement::Annotation);
-    let mut hardened = object.clone();
-    json_patch::patch(&mut hardened, &h.patch.0).expect("the patch applies");
+    let hardener = Hardener::new(Profile::restricted());
+    let Ok(h) = hardener.harden(WorkloadKind::Pod, &object, Scope::Create) else { return };
+    let hardened = h.hardened_object().expect("the patch applies");
 
     let mut before = Vec::new();
     leaves(&object["spec"], String::new(), &mut before);
@@ -42,8 +39,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(hardened["spec"].pointer(&pointer), Some(&value), "fill mode changed /spec{pointer}");
     }
 
-    let parts = workload::extract(WorkloadKind::Pod, &hardened).expect("the hardened pod still parses");
-    let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-    let again = harden::harden(&hardened, WorkloadKind::Pod, &parts, &profile, &opt_outs, Scope::Create, RecordPlacement::Annotation);
+    let again = hardener.harden(WorkloadKind::Pod, &hardened, Scope::Create).expect("the hardened pod still parses");
     assert!(again.patch.0.is_empty(), "re-planning a hardened pod patched {:?}", again.patch);
 });

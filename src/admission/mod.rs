@@ -81,6 +81,8 @@ pub enum Decision {
     Exempt,
     /// Malformed request.
     Invalid,
+    /// A bug in pod-hardener, reported in the answer instead of papered over.
+    Error,
 }
 
 impl Decision {
@@ -94,11 +96,12 @@ impl Decision {
             Decision::Denied => "denied",
             Decision::Exempt => "exempt",
             Decision::Invalid => "invalid",
+            Decision::Error => "error",
         }
     }
 
     /// Every decision, for metrics.
-    pub const ALL: [Decision; 7] = [
+    pub const ALL: [Decision; 8] = [
         Decision::Allowed,
         Decision::Patched,
         Decision::Shadowed,
@@ -106,6 +109,7 @@ impl Decision {
         Decision::Denied,
         Decision::Exempt,
         Decision::Invalid,
+        Decision::Error,
     ];
 }
 
@@ -123,7 +127,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(response: AdmissionResponse, decision: Decision) -> Self {
+    /// A decision with no changes and no violations.
+    #[must_use]
+    pub fn new(response: AdmissionResponse, decision: Decision) -> Self {
         Outcome {
             response,
             decision,
@@ -132,12 +138,28 @@ impl Outcome {
         }
     }
 
+    /// With the controls that changed something.
+    #[must_use]
+    pub fn with_changes(mut self, changes: Vec<Control>) -> Self {
+        self.changes = changes;
+        self
+    }
+
+    /// With the checks that failed at the enforce level.
+    #[must_use]
+    pub fn with_violations(mut self, violations: Vec<CheckId>) -> Self {
+        self.violations = violations;
+        self
+    }
+
     /// An allowed request with no changes.
+    #[must_use]
     pub fn allowed(uid: &str) -> Self {
         Outcome::new(AdmissionResponse::allow(uid), Decision::Allowed)
     }
 
     /// A malformed request.
+    #[must_use]
     pub fn invalid(response: AdmissionResponse) -> Self {
         Outcome::new(response, Decision::Invalid)
     }

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
-use crate::harden::{self, Control, OptOuts, Profile, RecordPlacement, Scope};
+use crate::harden::{self, Control, Hardener, Hardening, Profile, Scope};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss;
-use crate::workload::{self, PodParts, WorkloadKind};
+use crate::workload::WorkloadKind;
 
 /// The audit annotation with the record of a hardened pod.
 pub const AUDIT_HARDENED: &str = "hardened";
@@ -24,15 +24,12 @@ pub fn mutate(
     settings: &AdmissionSettings,
 ) -> Outcome {
     let scope_names: BTreeSet<String>;
-    let (scope, placement) = match (req.operation, req.sub_resource.as_deref()) {
+    let scope = match (req.operation, req.sub_resource.as_deref()) {
         _ if !super::is_pod(req) => return Outcome::allowed(&req.uid),
-        (Operation::Create, None) => (Scope::Create, RecordPlacement::Annotation),
+        (Operation::Create, None) => Scope::Create,
         (Operation::Update, Some("ephemeralcontainers")) => {
             scope_names = ephemeral_names(req.old_object.as_ref());
-            (
-                Scope::NewEphemeralContainers(&scope_names),
-                RecordPlacement::Elsewhere,
-            )
+            Scope::NewEphemeralContainers(&scope_names)
         }
         _ => return Outcome::allowed(&req.uid),
     };
@@ -46,24 +43,19 @@ pub fn mutate(
     if policy.mode == HardenMode::Off || exemptions.of_request(req).is_some() {
         return Outcome::allowed(&req.uid);
     }
-    let parts = match workload::extract(WorkloadKind::Pod, object) {
-        Ok(parts) => parts,
+    let hardener = Hardener::new(Profile::for_level(
+        policy.enforce.level,
+        &settings.hardening,
+    ));
+    let hardening = match hardener.harden(WorkloadKind::Pod, object, scope) {
+        Ok(hardening) => hardening,
         Err(e) => return Outcome::invalid(AdmissionResponse::bad_request(&req.uid, e.to_string())),
     };
-    if exemptions.covers_runtime_class(parts.spec.runtime_class_name.as_ref()) {
+    // Planned before this check so the pod is read once; exempt runtime classes are rare.
+    let runtime_class = hardening.parts().spec.runtime_class_name.as_ref();
+    if exemptions.covers_runtime_class(runtime_class) {
         return Outcome::allowed(&req.uid);
     }
-    let profile = Profile::for_level(policy.enforce.level, &settings.hardening);
-    let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-    let hardening = harden::harden(
-        object,
-        WorkloadKind::Pod,
-        &parts,
-        &profile,
-        &opt_outs,
-        scope,
-        placement,
-    );
 
     let mut rsp = AdmissionResponse::allow(&req.uid);
     rsp.warnings
@@ -84,7 +76,7 @@ pub fn mutate(
         rsp.warnings.push(format!("{verb}: {}", names.join(", ")));
     }
     // Shadow mode sends no patch, so the pod is judged as it is.
-    if let Some(warning) = still_denied(&parts, &hardening.plan, !shadow, policy) {
+    if let Some(warning) = still_denied(&hardening, !shadow, policy) {
         rsp.warnings.push(warning);
     }
     let decision = match (changed.is_empty(), shadow) {
@@ -95,12 +87,7 @@ pub fn mutate(
             Decision::Patched
         }
     };
-    Outcome {
-        response: rsp,
-        decision,
-        changes: changed,
-        violations: Vec::new(),
-    }
+    Outcome::new(rsp, decision).with_changes(changed)
 }
 
 fn ephemeral_names(old: Option<&Value>) -> BTreeSet<String> {
@@ -117,29 +104,22 @@ fn distinct_controls(plan: &harden::Plan) -> Vec<Control> {
     set.into_iter().collect()
 }
 
-/// A warning when the pod, as hardened, will still be denied at the enforce level.
-///
-/// Computed without building the hardened pod: the planner fixes every failure of the checks its
-/// controls cover unless it records a skip for that control (the fixture suite asserts this), so
-/// what remains is every failed check no control covers plus those whose control was skipped.
+/// A warning when the pod, as hardened (`applied`) or as it is, will still be denied at the
+/// enforce level.
 fn still_denied(
-    parts: &PodParts,
-    plan: &harden::Plan,
+    hardening: &Hardening<'_>,
     applied: bool,
     policy: &NamespacePolicy,
 ) -> Option<String> {
     if policy.enforce.level == pss::Level::Privileged {
         return None;
     }
-    let violations: Vec<pss::Violation> =
+    let violations = if applied {
+        hardening.still_failing(policy.enforce)
+    } else {
+        let parts = hardening.parts();
         pss::evaluate(&parts.metadata, &parts.spec, policy.enforce)
-            .into_iter()
-            .filter(|v| {
-                !applied
-                    || Control::fixing(v.check)
-                        .is_none_or(|c| plan.skips.iter().any(|s| s.control == c))
-            })
-            .collect();
+    };
     if violations.is_empty() {
         return None;
     }

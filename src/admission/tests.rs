@@ -444,7 +444,7 @@ fn label_errors_fail_closed_and_are_audited() {
 /// Every v1.37 Pod of Kubernetes' PSA fixtures at the baseline and restricted levels, passing
 /// and failing, with its path.
 fn v1_37_fixtures() -> Vec<(std::path::PathBuf, Value)> {
-    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/psa"));
+    let root = psa_fixtures_dir();
     let mut fixtures = Vec::new();
     for level in ["baseline", "restricted"] {
         for outcome in ["pass", "fail"] {
@@ -558,3 +558,5 @@ fn the_lean_object_is_decided_as_the_full_object_on_every_fixture() {
     }
     assert!(checked > 100, "only {checked} fixtures");
 }
+
+include!("../../tests/support/shared_data.rs");

@@ -2,11 +2,13 @@
 //! messages plus what pod-hardener could not fix and why. Pods are enforced; workload resources
 //! get warnings only, computed on their template as it will look after hardening.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::explain::could_not_fix;
 use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
-use crate::harden::{self, OptOuts, Profile, RecordPlacement, Scope, record::Record};
+use crate::harden::{self, Hardener, Profile, Scope, record::Record};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss::{self, Level, LevelVersion, Violation};
 use crate::workload::{self, PodParts, WorkloadKind};
@@ -45,12 +47,7 @@ fn exempt(uid: &str, what: &str) -> Outcome {
     let mut rsp = AdmissionResponse::allow(uid);
     rsp.audit_annotations
         .insert(AUDIT_EXEMPT.to_owned(), what.to_owned());
-    Outcome {
-        response: rsp,
-        decision: Decision::Exempt,
-        changes: Vec::new(),
-        violations: Vec::new(),
-    }
+    Outcome::new(rsp, Decision::Exempt)
 }
 
 /// Evaluations cached per level and version, as PSA does, since warn and audit usually equal
@@ -100,12 +97,7 @@ fn validate_pod(
         let mut rsp = AdmissionResponse::allow(&req.uid);
         rsp.audit_annotations
             .insert(AUDIT_ENFORCE_POLICY.to_owned(), policy.enforce.to_string());
-        return Outcome {
-            response: rsp,
-            decision: Decision::Allowed,
-            changes: Vec::new(),
-            violations: Vec::new(),
-        };
+        return Outcome::new(rsp, Decision::Allowed);
     }
     let Some(object) = req.object.as_ref() else {
         return Outcome::invalid(AdmissionResponse::bad_request(
@@ -155,12 +147,7 @@ fn validate_pod(
         denied.audit_annotations = std::mem::take(&mut rsp.audit_annotations);
         add_audit(&mut denied, policy, &mut evaluations);
         let checks = enforce.iter().map(|v| v.check).collect();
-        return Outcome {
-            response: denied,
-            decision: Decision::Denied,
-            changes: Vec::new(),
-            violations: checks,
-        };
+        return Outcome::new(denied, Decision::Denied).with_violations(checks);
     }
     add_audit(&mut rsp, policy, &mut evaluations);
     let warned = add_warning(&mut rsp, policy, &mut evaluations);
@@ -169,12 +156,7 @@ fn validate_pod(
     } else {
         Decision::Allowed
     };
-    Outcome {
-        response: rsp,
-        decision,
-        changes: Vec::new(),
-        violations: Vec::new(),
-    }
+    Outcome::new(rsp, decision)
 }
 
 fn add_audit(
@@ -249,17 +231,27 @@ fn validate_workload(
     };
     // Workloads are never denied: a template that cannot be read is reported, as PSA does.
     let mut rsp = AdmissionResponse::allow(&req.uid);
-    let parts = match workload::extract(kind, object) {
-        Ok(p) => p,
+    let hardening = if policy.mode == HardenMode::Harden {
+        let hardener = Hardener::new(Profile::for_level(
+            policy.enforce.level,
+            &settings.hardening,
+        ));
+        Some(hardener.harden(kind, object, Scope::Create))
+    } else {
+        None
+    };
+    let parts = match &hardening {
+        Some(Ok(h)) => Ok(Cow::Borrowed(h.parts())),
+        Some(Err(e)) => Err(e.to_string()),
+        None => workload::extract(kind, object)
+            .map(Cow::Owned)
+            .map_err(|e| e.to_string()),
+    };
+    let parts = match parts {
+        Ok(parts) => parts,
         Err(e) => {
-            rsp.audit_annotations
-                .insert(AUDIT_ERROR.to_owned(), e.to_string());
-            return Outcome {
-                response: rsp,
-                decision: Decision::Allowed,
-                changes: Vec::new(),
-                violations: Vec::new(),
-            };
+            rsp.audit_annotations.insert(AUDIT_ERROR.to_owned(), e);
+            return Outcome::new(rsp, Decision::Allowed);
         }
     };
     if settings
@@ -269,31 +261,27 @@ fn validate_workload(
         return exempt(&req.uid, "runtimeClass");
     }
     // The template as the controller's Pods will look after /mutate hardens them.
-    let (as_hardened, record) = if policy.mode == HardenMode::Harden {
-        let profile = Profile::for_level(policy.enforce.level, &settings.hardening);
-        let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-        let h = harden::harden(
-            object,
-            kind,
-            &parts,
-            &profile,
-            &opt_outs,
-            Scope::Create,
-            RecordPlacement::Annotation,
-        );
-        let mut hardened = object.clone();
-        let parts = match json_patch::patch(&mut hardened, &h.patch.0)
-            .ok()
-            .and_then(|()| workload::extract(kind, &hardened).ok())
-        {
-            Some(p) => p,
-            None => parts,
-        };
-        let record = h.record.map(|(r, _)| r).or_else(|| existing_record(&parts));
-        (parts, record)
-    } else {
-        let record = existing_record(&parts);
-        (parts, record)
+    let (as_hardened, record) = match &hardening {
+        Some(Ok(h)) => match h.hardened_parts() {
+            Ok(hardened) => {
+                let record = h.record.as_ref().map(|(r, _)| r.clone());
+                let record = record.or_else(|| existing_record(&hardened));
+                (hardened, record)
+            }
+            // A bug, reported where the user and the auditor see it rather than judged on the
+            // unhardened template.
+            Err(e) => {
+                let message = format!("pod-hardener: {e}");
+                rsp.audit_annotations
+                    .insert(AUDIT_ERROR.to_owned(), message.clone());
+                rsp.warnings.push(message);
+                return Outcome::new(rsp, Decision::Error);
+            }
+        },
+        _ => {
+            let record = existing_record(&parts);
+            (parts, record)
+        }
     };
     let mut evaluations = Evaluations::new(&as_hardened);
     add_audit(&mut rsp, policy, &mut evaluations);
@@ -322,12 +310,7 @@ fn validate_workload(
             checks = violations.iter().map(|v| v.check).collect();
         }
     }
-    Outcome {
-        response: rsp,
-        decision,
-        changes: Vec::new(),
-        violations: checks,
-    }
+    Outcome::new(rsp, decision).with_violations(checks)
 }
 
 fn existing_record(parts: &PodParts) -> Option<Record> {

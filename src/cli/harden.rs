@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::harden::{self, Control, OptOuts, Profile, RecordPlacement, Scope};
+use crate::harden::{self, Control, Hardener, Profile, Scope};
 use crate::manifest;
 use crate::pss::{self, LevelVersion, Version, defaulting};
-use crate::workload::{self, WorkloadKind};
+use crate::workload::WorkloadKind;
 
 use super::{CliError, ObjectRef};
 
@@ -72,32 +72,21 @@ fn harden_object(
     let Some(kind) = WorkloadKind::of_document(object) else {
         return Ok(());
     };
-    let parts = workload::extract(kind, object).map_err(|source| CliError::Object {
+    let hardener = Hardener::new(options.profile.clone()).skipping(options.skip.iter().copied());
+    let located = |source| CliError::Harden {
         at: at.to_owned(),
         source,
-    })?;
-    let mut opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-    opt_outs.add_pod_wide(options.skip.iter().copied());
-    let hardening = harden::harden(
-        object,
-        kind,
-        &parts,
-        &options.profile,
-        &opt_outs,
-        Scope::Create,
-        RecordPlacement::Annotation,
-    );
-    json_patch::patch(object, &hardening.patch.0)
-        .map_err(|e| CliError::Internal(format!("{at}: the planned patch did not apply: {e}")))?;
+    };
+    let hardening = hardener
+        .harden(kind, object, Scope::Create)
+        .map_err(located)?;
+    let hardened = hardening.hardened_object().map_err(located)?;
     if options.explain {
         let who = ObjectRef::of(object);
         let policy = LevelVersion::new(options.profile.level, Version::Latest);
-        let mut hardened = workload::extract(kind, object).map_err(|source| CliError::Object {
-            at: at.to_owned(),
-            source,
-        })?;
-        defaulting::apply_api_server_defaults(&mut hardened.spec, kind.spec_owner());
-        let violations = pss::evaluate(&hardened.metadata, &hardened.spec, policy);
+        let mut as_hardened = hardening.hardened_parts().map_err(located)?.into_owned();
+        defaulting::apply_api_server_defaults(&mut as_hardened.spec, kind.spec_owner());
+        let violations = pss::evaluate(&as_hardened.metadata, &as_hardened.spec, policy);
         let _ = writeln!(
             explanation,
             "{}:",
@@ -114,6 +103,7 @@ fn harden_object(
             );
         }
     }
+    *object = hardened;
     Ok(())
 }
 

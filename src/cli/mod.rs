@@ -37,6 +37,15 @@ pub enum CliError {
         #[source]
         source: crate::workload::ExtractError,
     },
+    /// An object could not be hardened.
+    #[error("{at}: {source}")]
+    Harden {
+        /// Which document.
+        at: String,
+        /// What went wrong.
+        #[source]
+        source: crate::harden::HardenError,
+    },
     /// The input file could not be opened.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -52,9 +61,6 @@ pub enum CliError {
     /// Writing YAML output failed.
     #[error("cannot write YAML output: {0}")]
     Yaml(String),
-    /// A bug: the planner's patch did not apply.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 /// pod-hardener: hardens Pods to the Pod Security Standards and checks them like Pod Security

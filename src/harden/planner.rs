@@ -39,8 +39,13 @@ pub enum Scope<'a> {
     NewEphemeralContainers(&'a BTreeSet<String>),
 }
 
-/// Plans the hardening of one pod (or pod template).
-pub fn plan(parts: &PodParts, profile: &Profile, opt_outs: &OptOuts, scope: Scope<'_>) -> Plan {
+/// Plans the hardening of one pod (or pod template); [`super::Hardener`] is the way in.
+pub(super) fn plan(
+    parts: &PodParts,
+    profile: &Profile,
+    opt_outs: &OptOuts,
+    scope: Scope<'_>,
+) -> Plan {
     let mut planner = Planner {
         parts,
         profile,
@@ -94,21 +99,36 @@ struct Planner<'a> {
     plan: Plan,
 }
 
+/// Where an edit goes: what it applies to (for the record) and its JSON pointer tokens relative
+/// to the PodSpec (for the patch).
+struct Field {
+    target: Target,
+    path: Vec<String>,
+}
+
+impl Field {
+    fn pod(tail: &[&str]) -> Self {
+        Field {
+            target: Target::Pod,
+            path: tail.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
+    fn container(c: &ContainerView<'_>, tail: &[&str]) -> Self {
+        let mut path = vec![c.list.field_name().to_owned(), c.index.to_string()];
+        path.extend(tail.iter().map(|t| (*t).to_owned()));
+        Field {
+            target: container_target(c),
+            path,
+        }
+    }
+}
+
 fn container_target(c: &ContainerView<'_>) -> Target {
     Target::Container {
         list: c.list,
         name: c.name.to_owned(),
     }
-}
-
-fn container_path(c: &ContainerView<'_>, tail: &[&str]) -> Vec<String> {
-    let mut path = vec![c.list.field_name().to_owned(), c.index.to_string()];
-    path.extend(tail.iter().map(|t| (*t).to_owned()));
-    path
-}
-
-fn pod_path(tail: &[&str]) -> Vec<String> {
-    tail.iter().map(|t| (*t).to_owned()).collect()
 }
 
 fn is_valid_seccomp_type(t: &str) -> bool {
@@ -128,31 +148,41 @@ impl Planner<'_> {
         self.profile.mode == Mode::Override
     }
 
-    fn change(&mut self, control: Control, target: Target, path: Vec<String>, edit: Edit) {
+    /// Fills an unset field.
+    fn fill(&mut self, control: Control, field: Field, edit: Edit) {
         self.plan.changes.push(Change {
             control,
-            target,
-            path,
+            target: field.target,
+            path: field.path,
             edit,
             overrides: None,
         });
     }
 
-    fn override_change(
+    /// An explicit insecure value the workload declared (`previous`, described by `detail`):
+    /// rewritten in override mode and recorded as an override, otherwise left alone and recorded
+    /// as a skip, so the validator decides. Returns whether it was rewritten.
+    fn explicit_value(
         &mut self,
         control: Control,
-        target: Target,
-        path: Vec<String>,
+        field: Field,
         edit: Edit,
         previous: Value,
-    ) {
+        detail: impl Into<String>,
+    ) -> bool {
+        if !self.overriding() {
+            let reason = SkipReason::ExplicitValue(detail.into());
+            self.skip(control, field.target, reason);
+            return false;
+        }
         self.plan.changes.push(Change {
             control,
-            target,
-            path,
+            target: field.target,
+            path: field.path,
             edit,
             overrides: Some(previous),
         });
+        true
     }
 
     fn skip(&mut self, control: Control, target: Target, reason: SkipReason) {
@@ -212,60 +242,46 @@ impl Planner<'_> {
 
     // === pod-level controls ===
 
-    /// `runAsUser`: fills the configured UID; in override mode rewrites explicit `runAsUser: 0`
-    /// (to the configured UID, or removes it so the pod-level value or the image's user applies).
+    /// `runAsUser`: fills the configured UID; an explicit `runAsUser: 0` (pod or container) is
+    /// rewritten in override mode, to the configured UID or removed so the pod-level value or
+    /// the image's user applies.
     fn run_as_user(&mut self) {
         if !self.pod_control_enabled(Control::RunAsUser) {
             return;
         }
         let configured = self.profile.run_as_user;
+        let rewrite = || configured.map_or(Edit::Remove, |uid| Edit::Set(json!(uid)));
         let pod_value = self
             .spec()
             .security_context
             .as_ref()
             .and_then(|sc| sc.run_as_user);
-        let edit = || configured.map_or(Edit::Remove, |uid| Edit::Set(json!(uid)));
-        match pod_value {
-            Some(0) if self.overriding() => self.override_change(
-                Control::RunAsUser,
-                Target::Pod,
-                pod_path(&["securityContext", "runAsUser"]),
-                edit(),
-                json!(0),
-            ),
-            Some(0) => self.skip(
-                Control::RunAsUser,
-                Target::Pod,
-                SkipReason::ExplicitValue("runAsUser: 0".into()),
-            ),
-            Some(_) => {}
-            None => {
-                if let Some(uid) = configured {
-                    self.change(
-                        Control::RunAsUser,
-                        Target::Pod,
-                        pod_path(&["securityContext", "runAsUser"]),
-                        Edit::Set(json!(uid)),
-                    );
-                }
+        let field = Field::pod(&["securityContext", "runAsUser"]);
+        match (pod_value, configured) {
+            (Some(0), _) => {
+                self.explicit_value(
+                    Control::RunAsUser,
+                    field,
+                    rewrite(),
+                    json!(0),
+                    "runAsUser: 0",
+                );
             }
+            (None, Some(uid)) => self.fill(Control::RunAsUser, field, Edit::Set(json!(uid))),
+            _ => {}
         }
-        let roots: Vec<(Target, Vec<String>)> = visit(self.spec())
+        let roots: Vec<Field> = visit(self.spec())
             .filter(|c| c.security_context.and_then(|sc| sc.run_as_user) == Some(0))
-            .map(|c| {
-                (
-                    container_target(&c),
-                    container_path(&c, &["securityContext", "runAsUser"]),
-                )
-            })
+            .map(|c| Field::container(&c, &["securityContext", "runAsUser"]))
             .collect();
-        for (target, path) in roots {
-            if self.overriding() {
-                self.override_change(Control::RunAsUser, target, path, edit(), json!(0));
-            } else {
-                let reason = SkipReason::ExplicitValue("runAsUser: 0".into());
-                self.skip(Control::RunAsUser, target, reason);
-            }
+        for field in roots {
+            self.explicit_value(
+                Control::RunAsUser,
+                field,
+                rewrite(),
+                json!(0),
+                "runAsUser: 0",
+            );
         }
     }
 
@@ -286,15 +302,11 @@ impl Planner<'_> {
                 sc.and_then(|s| s.fs_group),
             ),
         ];
-        for (control, field, configured, current) in fields {
+        for (control, name, configured, current) in fields {
             let Some(value) = configured else { continue };
             if current.is_none() && self.pod_control_enabled(control) {
-                self.change(
-                    control,
-                    Target::Pod,
-                    pod_path(&["securityContext", field]),
-                    Edit::Set(json!(value)),
-                );
+                let field = Field::pod(&["securityContext", name]);
+                self.fill(control, field, Edit::Set(json!(value)));
             }
         }
     }
@@ -349,9 +361,9 @@ impl Planner<'_> {
             .map(|c| format!("container {:?} runs as {WINDOWS_ROOT_USER_NAME}", c.name))
     }
 
-    /// `runAsNonRoot`: pod-level `true`; explicit `false` (pod or container) is rewritten only in
-    /// override mode. Skipped when an explicit `runAsUser: 0` would make the kubelet refuse to
-    /// start the pod.
+    /// `runAsNonRoot`: pod-level `true`; an explicit `false` (pod or container) is rewritten only
+    /// in override mode. Skipped when an explicit `runAsUser: 0` would make the kubelet refuse
+    /// to start the pod.
     fn run_as_non_root(&mut self) {
         if !self.pod_control_enabled(Control::RunAsNonRoot) {
             return;
@@ -361,60 +373,41 @@ impl Planner<'_> {
             .security_context
             .as_ref()
             .and_then(|sc| sc.run_as_non_root);
-        let path = pod_path(&["securityContext", "runAsNonRoot"]);
+        let field = Field::pod(&["securityContext", "runAsNonRoot"]);
+        let set_true = || Edit::Set(json!(true));
         match pod_value {
             Some(true) => {}
-            Some(false) if self.overriding() => self.override_change(
-                Control::RunAsNonRoot,
-                Target::Pod,
-                path,
-                Edit::Set(json!(true)),
-                json!(false),
-            ),
-            Some(false) => self.skip(
-                Control::RunAsNonRoot,
-                Target::Pod,
-                SkipReason::ExplicitValue("runAsNonRoot: false".into()),
-            ),
-            None => match self.remaining_root_user() {
-                Some(conflict) => self.skip(
+            Some(false) => {
+                let detail = "runAsNonRoot: false";
+                self.explicit_value(
                     Control::RunAsNonRoot,
-                    Target::Pod,
-                    SkipReason::Conflict(conflict),
-                ),
-                None => self.change(
-                    Control::RunAsNonRoot,
-                    Target::Pod,
-                    path,
-                    Edit::Set(json!(true)),
-                ),
-            },
-        }
-        let explicit_false: Vec<(Target, Vec<String>)> = visit(self.spec())
-            .filter(|c| c.security_context.and_then(|sc| sc.run_as_non_root) == Some(false))
-            .map(|c| {
-                (
-                    container_target(&c),
-                    container_path(&c, &["securityContext", "runAsNonRoot"]),
-                )
-            })
-            .collect();
-        for (target, path) in explicit_false {
-            if self.overriding() {
-                self.override_change(
-                    Control::RunAsNonRoot,
-                    target,
-                    path,
-                    Edit::Set(json!(true)),
+                    field,
+                    set_true(),
                     json!(false),
-                );
-            } else {
-                self.skip(
-                    Control::RunAsNonRoot,
-                    target,
-                    SkipReason::ExplicitValue("runAsNonRoot: false".into()),
+                    detail,
                 );
             }
+            None => match self.remaining_root_user() {
+                Some(conflict) => {
+                    let reason = SkipReason::Conflict(conflict);
+                    self.skip(Control::RunAsNonRoot, Target::Pod, reason);
+                }
+                None => self.fill(Control::RunAsNonRoot, field, set_true()),
+            },
+        }
+        let explicit_false: Vec<Field> = visit(self.spec())
+            .filter(|c| c.security_context.and_then(|sc| sc.run_as_non_root) == Some(false))
+            .map(|c| Field::container(&c, &["securityContext", "runAsNonRoot"]))
+            .collect();
+        for field in explicit_false {
+            let detail = "runAsNonRoot: false";
+            self.explicit_value(
+                Control::RunAsNonRoot,
+                field,
+                set_true(),
+                json!(false),
+                detail,
+            );
         }
     }
 
@@ -425,96 +418,61 @@ impl Planner<'_> {
         if !self.pod_control_enabled(Control::SeccompProfile) {
             return;
         }
-        let runtime_default = json!({"type": "RuntimeDefault"});
+        let runtime_default = || Edit::Set(json!({"type": "RuntimeDefault"}));
         let annotations = self.parts.metadata.annotations.as_ref();
-        let annotation = |key: &str| {
+        let disagreeing_annotation = |key: &str| {
             annotations
                 .and_then(|a| a.get(key))
                 .filter(|v| !is_runtime_default_annotation(v))
+                .map(|v| format!("annotation {key}={v} must match the field"))
         };
-        let pod_profile = self
+        let pod_type = self
             .spec()
             .security_context
             .as_ref()
-            .and_then(|sc| sc.seccomp_profile.as_ref());
-        let path = pod_path(&["securityContext", "seccompProfile"]);
-        match pod_profile {
-            Some(p) if is_valid_seccomp_type(&p.type_) => {}
-            pod_profile => {
-                if let Some(v) = annotation(SECCOMP_POD_ANNOTATION) {
-                    let detail =
-                        format!("annotation {SECCOMP_POD_ANNOTATION}={v} must match the field");
-                    self.skip(
-                        Control::SeccompProfile,
-                        Target::Pod,
-                        SkipReason::ApiInvalid(detail),
-                    );
-                } else if let Some(p) = pod_profile {
-                    let previous = json!({"type": p.type_});
-                    if self.overriding() {
-                        self.override_change(
-                            Control::SeccompProfile,
-                            Target::Pod,
-                            path,
-                            Edit::Set(runtime_default.clone()),
-                            previous,
-                        );
-                    } else {
-                        let detail = format!("seccompProfile.type: {}", p.type_);
-                        self.skip(
-                            Control::SeccompProfile,
-                            Target::Pod,
-                            SkipReason::ExplicitValue(detail),
-                        );
-                    }
-                } else {
-                    self.change(
-                        Control::SeccompProfile,
-                        Target::Pod,
-                        path,
-                        Edit::Set(runtime_default.clone()),
-                    );
-                }
+            .and_then(|sc| sc.seccomp_profile.as_ref())
+            .map(|p| p.type_.clone());
+        // (where, its explicit type if any, the annotation that pins it)
+        let mut sites = Vec::new();
+        if !pod_type.as_deref().is_some_and(is_valid_seccomp_type) {
+            sites.push((
+                Field::pod(&["securityContext", "seccompProfile"]),
+                pod_type,
+                disagreeing_annotation(SECCOMP_POD_ANNOTATION),
+            ));
+        }
+        for c in visit(self.spec()) {
+            let Some(p) = c
+                .security_context
+                .and_then(|sc| sc.seccomp_profile.as_ref())
+            else {
+                continue;
+            };
+            if !is_valid_seccomp_type(&p.type_) {
+                let key = format!("{SECCOMP_CONTAINER_ANNOTATION_PREFIX}{}", c.name);
+                sites.push((
+                    Field::container(&c, &["securityContext", "seccompProfile"]),
+                    Some(p.type_.clone()),
+                    disagreeing_annotation(&key),
+                ));
             }
         }
-        let explicit_bad: Vec<(Target, Vec<String>, String, Option<String>)> = visit(self.spec())
-            .filter_map(|c| {
-                let p = c
-                    .security_context
-                    .and_then(|sc| sc.seccomp_profile.as_ref())?;
-                if is_valid_seccomp_type(&p.type_) {
-                    return None;
-                }
-                let key = format!("{SECCOMP_CONTAINER_ANNOTATION_PREFIX}{}", c.name);
-                Some((
-                    container_target(&c),
-                    container_path(&c, &["securityContext", "seccompProfile"]),
-                    p.type_.clone(),
-                    annotation(&key).map(|v| format!("annotation {key}={v} must match the field")),
-                ))
-            })
-            .collect();
-        for (target, path, type_, annotation_conflict) in explicit_bad {
-            if let Some(detail) = annotation_conflict {
-                self.skip(
+        for (field, explicit_type, pinned_by) in sites {
+            if let Some(detail) = pinned_by {
+                let reason = SkipReason::ApiInvalid(detail);
+                self.skip(Control::SeccompProfile, field.target, reason);
+            } else if let Some(type_) = explicit_type {
+                let detail = format!("seccompProfile.type: {type_}");
+                let previous = json!({"type": type_});
+                self.explicit_value(
                     Control::SeccompProfile,
-                    target,
-                    SkipReason::ApiInvalid(detail),
-                );
-            } else if self.overriding() {
-                self.override_change(
-                    Control::SeccompProfile,
-                    target,
-                    path,
-                    Edit::Set(runtime_default.clone()),
-                    json!({"type": type_}),
+                    field,
+                    runtime_default(),
+                    previous,
+                    detail,
                 );
             } else {
-                self.skip(
-                    Control::SeccompProfile,
-                    target,
-                    SkipReason::ExplicitValue(format!("seccompProfile.type: {type_}")),
-                );
+                self.fill(Control::SeccompProfile, field, runtime_default());
             }
         }
     }
@@ -532,45 +490,24 @@ impl Planner<'_> {
             .and_then(|k| k.drop.as_ref())
             .is_some_and(|d| d.iter().any(|x| x == "ALL"))
         {
-            let path = container_path(c, &["securityContext", "capabilities", "drop"]);
-            self.change(
-                Control::Capabilities,
-                container_target(c),
-                path,
-                Edit::Append(json!("ALL")),
-            );
+            let field = Field::container(c, &["securityContext", "capabilities", "drop"]);
+            self.fill(Control::Capabilities, field, Edit::Append(json!("ALL")));
         }
         let added: &[String] = caps.and_then(|k| k.add.as_deref()).unwrap_or_default();
-        let forbidden: Vec<&String> = added.iter().filter(|a| *a != NET_BIND_SERVICE).collect();
+        let (kept, forbidden): (Vec<&String>, Vec<&String>) =
+            added.iter().partition(|a| *a == NET_BIND_SERVICE);
         if forbidden.is_empty() {
             return false;
         }
-        if self.overriding() {
-            let kept: Vec<&String> = added.iter().filter(|a| *a == NET_BIND_SERVICE).collect();
-            let path = container_path(c, &["securityContext", "capabilities", "add"]);
-            let edit = if kept.is_empty() {
-                Edit::Remove
-            } else {
-                Edit::Set(json!(kept))
-            };
-            self.override_change(
-                Control::Capabilities,
-                container_target(c),
-                path,
-                edit,
-                json!(added),
-            );
-            true
+        let field = Field::container(c, &["securityContext", "capabilities", "add"]);
+        let edit = if kept.is_empty() {
+            Edit::Remove
         } else {
-            let listed: Vec<&str> = forbidden.iter().map(|s| s.as_str()).collect();
-            let detail = format!("capabilities.add: {}", listed.join(", "));
-            self.skip(
-                Control::Capabilities,
-                container_target(c),
-                SkipReason::ExplicitValue(detail),
-            );
-            false
-        }
+            Edit::Set(json!(kept))
+        };
+        let listed: Vec<&str> = forbidden.iter().map(|s| s.as_str()).collect();
+        let detail = format!("capabilities.add: {}", listed.join(", "));
+        self.explicit_value(Control::Capabilities, field, edit, json!(added), detail)
     }
 
     /// The capabilities `c` will still add after this plan (`caps_rewritten`: the capabilities
@@ -589,7 +526,8 @@ impl Planner<'_> {
     /// (`privileged: true`, an added `CAP_SYS_ADMIN`); explicit `true` is rewritten only in
     /// override mode.
     fn allow_privilege_escalation(&mut self, c: &ContainerView<'_>, caps_rewritten: bool) {
-        if !self.container_control_enabled(Control::AllowPrivilegeEscalation, c) {
+        const CONTROL: Control = Control::AllowPrivilegeEscalation;
+        if !self.container_control_enabled(CONTROL, c) {
             return;
         }
         let sc: Option<&SecurityContext> = c.security_context;
@@ -597,11 +535,10 @@ impl Planner<'_> {
         if current == Some(false) {
             return;
         }
-        let target = container_target(c);
         if sc.and_then(|s| s.privileged) == Some(true) {
             let reason =
                 SkipReason::ApiInvalid("privileged: true requires allowPrivilegeEscalation".into());
-            return self.skip(Control::AllowPrivilegeEscalation, target, reason);
+            return self.skip(CONTROL, container_target(c), reason);
         }
         if let Some(cap) = Self::remaining_added_caps(c, caps_rewritten)
             .iter()
@@ -610,28 +547,15 @@ impl Planner<'_> {
             let reason = SkipReason::ApiInvalid(format!(
                 "capabilities.add {cap} requires allowPrivilegeEscalation"
             ));
-            return self.skip(Control::AllowPrivilegeEscalation, target, reason);
+            return self.skip(CONTROL, container_target(c), reason);
         }
-        let path = container_path(c, &["securityContext", "allowPrivilegeEscalation"]);
-        match current {
-            None => self.change(
-                Control::AllowPrivilegeEscalation,
-                target,
-                path,
-                Edit::Set(json!(false)),
-            ),
-            Some(_) if self.overriding() => self.override_change(
-                Control::AllowPrivilegeEscalation,
-                target,
-                path,
-                Edit::Set(json!(false)),
-                json!(true),
-            ),
-            Some(_) => self.skip(
-                Control::AllowPrivilegeEscalation,
-                target,
-                SkipReason::ExplicitValue("allowPrivilegeEscalation: true".into()),
-            ),
+        let field = Field::container(c, &["securityContext", "allowPrivilegeEscalation"]);
+        let set_false = Edit::Set(json!(false));
+        if current.is_none() {
+            self.fill(CONTROL, field, set_false);
+        } else {
+            let detail = "allowPrivilegeEscalation: true";
+            self.explicit_value(CONTROL, field, set_false, json!(true), detail);
         }
     }
 
@@ -646,24 +570,17 @@ impl Planner<'_> {
         if !self.container_control_enabled(Control::ProcMount, c) {
             return;
         }
-        if !self.overriding() {
-            let reason = SkipReason::ExplicitValue(format!("procMount: {current}"));
-            return self.skip(Control::ProcMount, container_target(c), reason);
-        }
-        let path = container_path(c, &["securityContext", "procMount"]);
-        self.override_change(
-            Control::ProcMount,
-            container_target(c),
-            path,
-            Edit::Set(json!("Default")),
-            json!(current),
-        );
+        let field = Field::container(c, &["securityContext", "procMount"]);
+        let edit = Edit::Set(json!("Default"));
+        let detail = format!("procMount: {current}");
+        self.explicit_value(Control::ProcMount, field, edit, json!(current), detail);
     }
 
-    /// `readOnlyRootFilesystem: true` where unset; an explicit `false` is never rewritten.
-    /// Returns whether the container received it.
+    /// `readOnlyRootFilesystem: true` where unset; an explicit `false` is never rewritten, even
+    /// in override mode (no PSS check asks for it). Returns whether the container received it.
     fn read_only_root_filesystem(&mut self, c: &ContainerView<'_>) -> bool {
-        if !self.container_control_enabled(Control::ReadOnlyRootFilesystem, c) {
+        const CONTROL: Control = Control::ReadOnlyRootFilesystem;
+        if !self.container_control_enabled(CONTROL, c) {
             return false;
         }
         match c
@@ -673,17 +590,12 @@ impl Planner<'_> {
             Some(true) => false,
             Some(false) => {
                 let reason = SkipReason::ExplicitValue("readOnlyRootFilesystem: false".into());
-                self.skip(Control::ReadOnlyRootFilesystem, container_target(c), reason);
+                self.skip(CONTROL, container_target(c), reason);
                 false
             }
             None => {
-                let path = container_path(c, &["securityContext", "readOnlyRootFilesystem"]);
-                self.change(
-                    Control::ReadOnlyRootFilesystem,
-                    container_target(c),
-                    path,
-                    Edit::Set(json!(true)),
-                );
+                let field = Field::container(c, &["securityContext", "readOnlyRootFilesystem"]);
+                self.fill(CONTROL, field, Edit::Set(json!(true)));
                 true
             }
         }
@@ -741,21 +653,13 @@ impl Planner<'_> {
                 empty_dir.insert("sizeLimit".into(), json!(limit));
             }
             let volume = json!({"name": name, "emptyDir": empty_dir});
-            self.change(
-                Control::TmpVolume,
-                Target::Pod,
-                pod_path(&["volumes"]),
-                Edit::Append(volume),
-            );
+            let field = Field::pod(&["volumes"]);
+            self.fill(Control::TmpVolume, field, Edit::Append(volume));
         }
         for c in &mounting {
             let mount = json!({"name": name, "mountPath": TMP_MOUNT_PATH});
-            self.change(
-                Control::TmpVolume,
-                container_target(c),
-                container_path(c, &["volumeMounts"]),
-                Edit::Append(mount),
-            );
+            let field = Field::container(c, &["volumeMounts"]);
+            self.fill(Control::TmpVolume, field, Edit::Append(mount));
         }
     }
 }

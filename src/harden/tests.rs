@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::pss::Level;
-use crate::workload::{self, WorkloadKind};
+use crate::workload::WorkloadKind;
 
 // === helpers ===
 
@@ -28,30 +28,23 @@ fn profile(level: Level, mode: Mode) -> Profile {
 
 const MODES: [Mode; 2] = [Mode::Fill, Mode::Override];
 
-/// Hardens `object` (a `kind`), reading the opt-outs from its pod annotations.
-fn harden_with(
-    object: &Value,
+/// Hardens `object` (a `kind`) through the one entry point.
+fn harden_with<'o>(
+    object: &'o Value,
     kind: WorkloadKind,
     profile: &Profile,
     scope: Scope<'_>,
-    placement: RecordPlacement,
-) -> Hardening {
-    let parts = workload::extract(kind, object).expect("object has a pod spec");
-    let opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
-    harden(object, kind, &parts, profile, &opt_outs, scope, placement)
+) -> Hardening<'o> {
+    Hardener::new(profile.clone())
+        .harden(kind, object, scope)
+        .expect("object has a pod spec")
 }
 
-fn harden_pod(object: &Value, profile: &Profile) -> Hardening {
-    harden_with(
-        object,
-        WorkloadKind::Pod,
-        profile,
-        Scope::Create,
-        RecordPlacement::Annotation,
-    )
+fn harden_pod<'o>(object: &'o Value, profile: &Profile) -> Hardening<'o> {
+    harden_with(object, WorkloadKind::Pod, profile, Scope::Create)
 }
 
-fn apply(object: &Value, hardening: &Hardening) -> Value {
+fn apply(object: &Value, hardening: &Hardening<'_>) -> Value {
     let mut out = object.clone();
     json_patch::patch(&mut out, &hardening.patch.0)
         .unwrap_or_else(|e| panic!("patch {:?} does not apply: {e}", hardening.patch));
@@ -59,7 +52,7 @@ fn apply(object: &Value, hardening: &Hardening) -> Value {
 }
 
 /// Hardens a Pod and applies the patch.
-fn harden_and_apply(object: &Value, profile: &Profile) -> (Hardening, Value) {
+fn harden_and_apply<'o>(object: &'o Value, profile: &Profile) -> (Hardening<'o>, Value) {
     let hardening = harden_pod(object, profile);
     let result = apply(object, &hardening);
     (hardening, result)
@@ -217,7 +210,7 @@ fn minified(text: &str) -> String {
     out
 }
 
-fn patch_paths(hardening: &Hardening) -> Vec<String> {
+fn patch_paths(hardening: &Hardening<'_>) -> Vec<String> {
     hardening
         .patch
         .0
@@ -1174,8 +1167,9 @@ fn ephemeral_container_updates_touch_only_the_new_ephemeral_containers() {
         for mode in MODES {
             let prof = profile(Level::Restricted, mode);
             let scope = Scope::NewEphemeralContainers(&old_names);
-            for placement in [RecordPlacement::Elsewhere, RecordPlacement::Annotation] {
-                let hardening = harden_with(&input, WorkloadKind::Pod, &prof, scope, placement);
+            // The subresource ignores metadata: the record goes to audit annotations only.
+            {
+                let hardening = harden_with(&input, WorkloadKind::Pod, &prof, scope);
                 let result = apply(&input, &hardening);
                 let mut expected = input.clone();
                 let mut new_debug = container_sc("new-debug", hardened_sc());
@@ -1183,13 +1177,9 @@ fn ephemeral_container_updates_touch_only_the_new_ephemeral_containers() {
                     new_debug["volumeMounts"] = json!([tmp_mount("pod-hardener-tmp")]);
                 }
                 expected["spec"]["ephemeralContainers"][1] = new_debug;
-                let context = format!("volume {with_volume}, {mode:?}, {placement:?}");
-                match placement {
-                    RecordPlacement::Elsewhere => assert_eq!(result, expected, "{context}"),
-                    RecordPlacement::Annotation => {
-                        assert_eq!(without_record(&result, "/metadata"), expected, "{context}")
-                    }
-                }
+                let context = format!("volume {with_volume}, {mode:?}");
+                assert_eq!(result, expected, "{context}");
+                assert!(hardening.record.is_some(), "{context}: a record to report");
                 let plan = &hardening.plan;
                 assert!(
                     plan.changes.iter().all(|c| c.target
@@ -1597,13 +1587,7 @@ fn workload_templates_are_hardened_at_their_pod_spec() {
     for case in cases {
         let name = format!("{} at {}", case.kind, case.spec_pointer);
         let prof = profile(Level::Restricted, Mode::Fill);
-        let hardening = harden_with(
-            &case.object,
-            case.kind,
-            &prof,
-            Scope::Create,
-            RecordPlacement::Annotation,
-        );
+        let hardening = harden_with(&case.object, case.kind, &prof, Scope::Create);
         let result = apply(&case.object, &hardening);
         let mut expected = case.object.clone();
         *expected.pointer_mut(case.spec_pointer).unwrap() = hardened_spec.clone();
@@ -1645,13 +1629,7 @@ fn workload_templates_are_hardened_at_their_pod_spec() {
             );
         }
         // Hardening the result again changes nothing.
-        let again = harden_with(
-            &result,
-            case.kind,
-            &prof,
-            Scope::Create,
-            RecordPlacement::Annotation,
-        );
+        let again = harden_with(&result, case.kind, &prof, Scope::Create);
         assert!(again.patch.0.is_empty(), "{name}: {:?}", again.patch);
     }
 }
@@ -1765,4 +1743,33 @@ fn run_as_non_root_conflicts_with_a_windows_administrator_user() {
             }
         }
     }
+}
+
+#[test]
+fn a_patch_that_does_not_apply_is_reported_not_papered_over() {
+    let input = pod(json!({"containers": [container("app")]}));
+    let prof = profile(Level::Restricted, Mode::Fill);
+    let mut hardening = harden_pod(&input, &prof);
+    assert!(hardening.hardened_parts().is_ok());
+    // What a bug in the patch builder would produce: an operation on a path the object lacks.
+    let bogus = json!({"op": "replace", "path": "/spec/nothing/here", "value": 1});
+    hardening
+        .patch
+        .0
+        .push(serde_json::from_value(bogus).expect("a patch operation"));
+    let err = hardening
+        .hardened_parts()
+        .expect_err("the bad patch is reported");
+    assert!(
+        matches!(
+            err,
+            HardenError::PatchDidNotApply {
+                kind: WorkloadKind::Pod,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("internal error: "), "{err}");
+    assert!(hardening.hardened_object().is_err());
 }

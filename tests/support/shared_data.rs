@@ -1,0 +1,22 @@
+// Where the test data taken from other projects lives: `../shared/` beside the checkout, never a
+// copy in this repository. Included (with `include!`) by the library's unit tests, the
+// integration tests and the benchmarks, so there is one rule for finding it.
+
+/// Kubernetes' Pod Security Admission golden fixtures: `$POD_HARDENER_PSA_FIXTURES`, else
+/// `../shared/psa-fixtures`. Panics with how to obtain them when neither exists, so a test run
+/// without them fails instead of passing on nothing.
+#[allow(dead_code)]
+pub fn psa_fixtures_dir() -> std::path::PathBuf {
+    let dir = match std::env::var_os("POD_HARDENER_PSA_FIXTURES") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/psa-fixtures"),
+    };
+    assert!(
+        dir.join("restricted/v1.37/pass/base.yaml").is_file(),
+        "the PSA fixtures are not at {}: set POD_HARDENER_PSA_FIXTURES to a copy of `test/testdata/` \
+         of Kubernetes' pod-security-admission repository (github.com/kubernetes/pod-security-admission, \
+         commit 8f84a87c7f617f64a4ddc1aea24aeeb7a2e07cb8, the v1.37 line), or place it at ../shared/psa-fixtures",
+        dir.display()
+    );
+    dir
+}
