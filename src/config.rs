@@ -25,13 +25,14 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid YAML for the schema (the message names the field).
-    #[error("invalid config file {path}: {message}")]
+    /// The file is not valid YAML for the schema (the parser's message names the field).
+    #[error("invalid config file {path}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// What is wrong, with the field.
-        message: String,
+        #[source]
+        source: serde_yaml_ng::Error,
     },
     /// A value is out of range.
     #[error("invalid config: {field}: {message}")]
@@ -264,18 +265,18 @@ impl ConfigFile {
             path: path.to_owned(),
             source,
         })?;
-        ConfigFile::parse(&text).map_err(|message| ConfigError::Parse {
+        ConfigFile::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
     /// Parses YAML text; the error names the field.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, serde_yaml_ng::Error> {
         if text.trim().is_empty() {
             return Ok(ConfigFile::default());
         }
-        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+        serde_yaml_ng::from_str(text)
     }
 
     /// Checks every value and builds the [`Config`].
@@ -316,9 +317,9 @@ impl ConfigFile {
         let defaults = self
             .default_policy
             .parse()
-            .map_err(|message| ConfigError::Invalid {
-                field: "defaultPolicy",
-                message,
+            .map_err(|e| ConfigError::Invalid {
+                field: e.field,
+                message: e.message,
             })?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError::Invalid {
@@ -377,24 +378,39 @@ log: {format: json, level: debug}
     }
 
     #[test]
-    fn errors_name_the_field() {
-        for (yaml, field) in [
-            ("listen: nowhere", "listen"),
+    fn values_out_of_range_name_the_field() {
+        for (yaml, expected_field) in [
             ("limits: {maxBodyBytes: 10}", "limits.maxBodyBytes"),
-            (
-                "limits: {idleTimeout: 5 parsecs}",
-                "limits: invalid duration \"5 parsecs\"",
-            ),
             ("limits: {drainTimeout: 0s}", "limits.drainTimeout"),
-            ("defaultPolicy: {enforce: strict}", "defaultPolicy"),
-            ("hardening: {restricted: [readOnly]}", "readOnly"),
+            ("defaultPolicy: {enforce: strict}", "defaultPolicy.enforce"),
+            (
+                "defaultPolicy: {auditVersion: v2.0}",
+                "defaultPolicy.auditVersion",
+            ),
             ("hardening: {tmpSizeLimit: lots}", "hardening.tmpSizeLimit"),
-            ("tls: {certfile: /x}", "certfile"),
             ("log: {level: '[[['}", "log.level"),
         ] {
-            let err = ConfigFile::parse(yaml).and_then(|f| f.validate().map_err(|e| e.to_string()));
-            let err = err.expect_err(yaml);
-            assert!(err.contains(field), "{yaml}: {err}");
+            let file = ConfigFile::parse(yaml).expect(yaml);
+            match file.validate() {
+                Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, expected_field),
+                other => panic!("{yaml}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unreadable_values_are_named_by_the_parser() {
+        for (yaml, named) in [
+            ("listen: nowhere", "listen"),
+            (
+                "limits: {idleTimeout: 5 parsecs}",
+                "invalid duration \"5 parsecs\"",
+            ),
+            ("hardening: {restricted: [readOnly]}", "readOnly"),
+            ("tls: {certfile: /x}", "certfile"),
+        ] {
+            let err = ConfigFile::parse(yaml).expect_err(yaml).to_string();
+            assert!(err.contains(named), "{yaml}: {err}");
         }
     }
 }

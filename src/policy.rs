@@ -110,31 +110,53 @@ pub struct Defaults {
     pub mode: HardenMode,
 }
 
+/// A default policy value that is not a level or version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidDefault {
+    /// The field, e.g. `defaultPolicy.enforceVersion`.
+    pub field: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
 impl DefaultPolicy {
     /// Validates the defaults; the error names the field.
-    pub fn parse(&self) -> Result<Defaults, String> {
-        let lv = |field: &str,
+    pub fn parse(&self) -> Result<Defaults, InvalidDefault> {
+        let lv = |field: &'static str,
                   level: &str,
-                  vfield: &str,
+                  version_field: &'static str,
                   version: &str|
-         -> Result<LevelVersion, String> {
-            let level = level
-                .parse::<Level>()
-                .map_err(|e| format!("defaultPolicy.{field}: {e}"))?;
-            let version = version
-                .parse::<Version>()
-                .map_err(|e| format!("defaultPolicy.{vfield}: {e}"))?;
+         -> Result<LevelVersion, InvalidDefault> {
+            let level = level.parse::<Level>().map_err(|e| InvalidDefault {
+                field,
+                message: e.to_string(),
+            })?;
+            let version = version.parse::<Version>().map_err(|e| InvalidDefault {
+                field: version_field,
+                message: e.to_string(),
+            })?;
             Ok(LevelVersion::new(level, version))
         };
         Ok(Defaults {
             enforce: lv(
-                "enforce",
+                "defaultPolicy.enforce",
                 &self.enforce,
-                "enforceVersion",
+                "defaultPolicy.enforceVersion",
                 &self.enforce_version,
             )?,
-            warn: lv("warn", &self.warn, "warnVersion", &self.warn_version)?,
-            audit: lv("audit", &self.audit, "auditVersion", &self.audit_version)?,
+            warn: lv(
+                "defaultPolicy.warn",
+                &self.warn,
+                "defaultPolicy.warnVersion",
+                &self.warn_version,
+            )?,
+            audit: lv(
+                "defaultPolicy.audit",
+                &self.audit,
+                "defaultPolicy.auditVersion",
+                &self.audit_version,
+            )?,
             mode: self.mode,
         })
     }
@@ -320,9 +342,10 @@ mod tests {
             enforce_version: "v1".into(),
             ..DefaultPolicy::default()
         };
+        let err = bad.parse().unwrap_err();
+        assert_eq!(err.field, "defaultPolicy.enforceVersion");
         assert!(
-            bad.parse()
-                .unwrap_err()
+            err.to_string()
                 .starts_with("defaultPolicy.enforceVersion: ")
         );
     }

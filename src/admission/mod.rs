@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use crate::harden::{Control, HardeningSettings};
 use crate::pss::CheckId;
 
-pub use review::{AdmissionRequest, AdmissionResponse, Operation, decode};
+pub use review::{AdmissionRequest, AdmissionResponse, DecodeError, Operation, decode};
 
 /// Who and what is exempt from Pod Security, as in PSA's `PodSecurityConfiguration.exemptions`.
 /// Exempt requests are neither hardened nor checked.

@@ -167,6 +167,7 @@ pub struct AdmissionResponse {
 
 impl AdmissionResponse {
     /// An allowing response for `uid`.
+    #[must_use]
     pub fn allow(uid: &str) -> Self {
         AdmissionResponse {
             uid: uid.to_owned(),
@@ -176,6 +177,7 @@ impl AdmissionResponse {
     }
 
     /// A policy denial (403 Forbidden) for `uid`.
+    #[must_use]
     pub fn forbid(uid: &str, message: String) -> Self {
         AdmissionResponse {
             uid: uid.to_owned(),
@@ -190,6 +192,7 @@ impl AdmissionResponse {
     }
 
     /// A denial of a malformed request (400 BadRequest).
+    #[must_use]
     pub fn bad_request(uid: &str, message: String) -> Self {
         AdmissionResponse {
             uid: uid.to_owned(),
@@ -204,6 +207,7 @@ impl AdmissionResponse {
     }
 
     /// Attaches a JSON Patch (nothing when it is empty).
+    #[must_use]
     pub fn with_patch(mut self, patch: &json_patch::Patch) -> Self {
         if patch.0.is_empty() {
             return self;
@@ -220,6 +224,7 @@ impl AdmissionResponse {
     }
 
     /// The full AdmissionReview to send back.
+    #[must_use]
     pub fn into_review_json(mut self) -> Vec<u8> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -256,42 +261,69 @@ impl AdmissionResponse {
     }
 }
 
-/// Decodes an AdmissionReview; a malformed one becomes a 400 denial that echoes the uid
-/// whenever it can be read.
-pub fn decode(body: &[u8]) -> Result<AdmissionRequest, Box<AdmissionResponse>> {
-    let review: IncomingReview = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => {
-            let uid = readable_uid(body);
-            return Err(Box::new(AdmissionResponse::bad_request(
-                &uid,
-                format!("malformed AdmissionReview: {e}"),
-            )));
+/// Why a body is not an AdmissionReview this webhook can decide. Each carries the request's uid
+/// whenever it could be read, so the 400 answer echoes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not JSON, or JSON of the wrong shape.
+    #[error("malformed AdmissionReview: {message}")]
+    Malformed {
+        /// The request's uid, if readable.
+        uid: String,
+        /// What serde_json said.
+        message: String,
+    },
+    /// Another API version or kind.
+    #[error(
+        "expected apiVersion {API_VERSION} kind AdmissionReview, got apiVersion {api_version:?} kind {kind:?}"
+    )]
+    WrongType {
+        /// The request's uid, if present.
+        uid: String,
+        /// The body's `apiVersion`.
+        api_version: String,
+        /// The body's `kind`.
+        kind: String,
+    },
+    /// An AdmissionReview without a request.
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+impl DecodeError {
+    /// The request's uid, empty when it could not be read.
+    pub fn uid(&self) -> &str {
+        match self {
+            DecodeError::Malformed { uid, .. } | DecodeError::WrongType { uid, .. } => uid,
+            DecodeError::NoRequest => "",
         }
-    };
-    let uid = review
-        .request
-        .as_ref()
-        .map(|r| r.uid.clone())
-        .unwrap_or_default();
+    }
+
+    /// The 400 answer: a well-formed AdmissionReview response that denies with the reason.
+    #[must_use]
+    pub fn into_response(self) -> AdmissionResponse {
+        AdmissionResponse::bad_request(self.uid(), self.to_string())
+    }
+}
+
+/// Decodes an AdmissionReview.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
+    let review: IncomingReview =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed {
+            uid: readable_uid(body),
+            message: e.to_string(),
+        })?;
     if review.kind.as_deref() != Some("AdmissionReview")
         || review.api_version.as_deref() != Some(API_VERSION)
     {
-        return Err(Box::new(AdmissionResponse::bad_request(
-            &uid,
-            format!(
-                "expected apiVersion {API_VERSION} kind AdmissionReview, got apiVersion {:?} kind {:?}",
-                review.api_version.unwrap_or_default(),
-                review.kind.unwrap_or_default()
-            ),
-        )));
+        return Err(DecodeError::WrongType {
+            uid: review.request.map(|r| r.uid).unwrap_or_default(),
+            api_version: review.api_version.unwrap_or_default(),
+            kind: review.kind.unwrap_or_default(),
+        });
     }
-    review.request.ok_or_else(|| {
-        Box::new(AdmissionResponse::bad_request(
-            "",
-            "AdmissionReview has no request".into(),
-        ))
-    })
+    review.request.ok_or(DecodeError::NoRequest)
 }
 
 /// The `request.uid` of a body that did not decode as a whole, if it is readable JSON.
@@ -318,19 +350,33 @@ mod tests {
     fn echoes_the_uid_of_a_malformed_request_when_readable() {
         let body = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview",
             "request": {"uid": "u-1", "operation": "EXPLODE"}});
-        let rsp = decode(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        let err = decode(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed { .. }), "{err}");
+        let rsp = err.into_response();
         assert_eq!(rsp.uid, "u-1");
         assert!(!rsp.allowed);
         assert_eq!(rsp.status.as_ref().unwrap().code, Some(400));
-        let rsp = decode(b"{not json").unwrap_err();
-        assert_eq!(rsp.uid, "");
+        let err = decode(b"{not json").unwrap_err();
+        assert_eq!(err.uid(), "");
+        let body = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview"});
+        let err = decode(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        assert_eq!(err, DecodeError::NoRequest);
     }
 
     #[test]
     fn rejects_other_versions() {
         let body = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
             "request": {"uid": "u-2", "kind": {"kind": "Pod"}, "resource": {"resource": "pods"}, "operation": "CREATE"}});
-        let rsp = decode(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        let err = decode(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::WrongType {
+                uid: "u-2".into(),
+                api_version: "admission.k8s.io/v1beta1".into(),
+                kind: "AdmissionReview".into()
+            }
+        );
+        let rsp = err.into_response();
         assert_eq!(rsp.uid, "u-2");
         assert!(
             rsp.status

@@ -60,7 +60,7 @@ pub enum ServeError {
     DevCerts(#[from] certs::CertsError),
     /// `namespaceSource: cluster` and no cluster is reachable.
     #[error("namespaceSource is cluster, but no cluster is reachable: {0}")]
-    NoCluster(String),
+    NoCluster(#[source] ClusterUnreachable),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -169,14 +169,32 @@ async fn namespace_policies(
     Ok(NamespacePolicies::Cluster(cache))
 }
 
+/// How long the API server has to answer the start-up version request.
+const CLUSTER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why no cluster could be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterUnreachable {
+    /// Neither in-cluster configuration nor a kubeconfig was found or usable.
+    #[error(transparent)]
+    Config(#[from] kube::config::InferConfigError),
+    /// The client could not be built, or the API server answered with an error.
+    #[error(transparent)]
+    Client(#[from] kube::Error),
+    /// The API server did not answer in time.
+    #[error("the API server did not answer within {0:?}")]
+    NoAnswer(Duration),
+}
+
 /// A client for the cluster (in-cluster or KUBECONFIG) that answered a version request.
-async fn reachable_client() -> Result<kube::Client, String> {
-    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
-    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+async fn reachable_client() -> Result<kube::Client, ClusterUnreachable> {
+    let config = kube::Config::infer().await?;
+    let client = kube::Client::try_from(config)?;
+    match tokio::time::timeout(CLUSTER_PROBE_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(_)) => Ok(client),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the API server did not answer within 5s".into()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ClusterUnreachable::NoAnswer(CLUSTER_PROBE_TIMEOUT)),
     }
 }
 

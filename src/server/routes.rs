@@ -192,14 +192,9 @@ async fn decide(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Outcome {
     let started = Instant::now();
     let req = match admission::decode(body) {
         Ok(req) => req,
-        Err(rsp) => {
-            let message = rsp
-                .status
-                .as_ref()
-                .map(|s| s.message.as_str())
-                .unwrap_or_default();
-            tracing::warn!(endpoint = endpoint.as_str(), uid = %rsp.uid, reason = %message, "Invalid AdmissionReview");
-            return Outcome::invalid(*rsp);
+        Err(e) => {
+            tracing::warn!(endpoint = endpoint.as_str(), uid = %e.uid(), reason = %e, "Invalid AdmissionReview");
+            return Outcome::invalid(e.into_response());
         }
     };
     let lookup = match req.namespace.as_deref() {
