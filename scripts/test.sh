@@ -10,8 +10,19 @@ export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== the test data of other projects (../shared, or the POD_HARDENER_* variables)"
+psa_fixtures="${POD_HARDENER_PSA_FIXTURES:-../shared/psa-fixtures}"
+if [ ! -f "$psa_fixtures/restricted/v1.37/pass/base.yaml" ]; then
+    echo "PSA fixtures not found at $psa_fixtures: set POD_HARDENER_PSA_FIXTURES to a copy of test/testdata/" >&2
+    echo "of github.com/kubernetes/pod-security-admission at commit 8f84a87c7f617f64a4ddc1aea24aeeb7a2e07cb8" >&2
+    exit 1
+fi
+
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo doc (every public item documented, no broken links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 
 echo "== crates whose types cross API boundaries appear once"
 dupes=$(cargo tree -d -e normal --locked 2>/dev/null | grep -E '^(json-patch|jsonptr|k8s-openapi|kube-core|rustls|hyper) ' || true)

@@ -4,6 +4,7 @@
 //! The pure core ([`pss`], [`harden`], [`workload`], the decisions in [`admission`]) does no I/O;
 //! the shell ([`server`], [`namespaces`], [`cli`]) does I/O and calls the core.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod admission;
 pub mod certs;

@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs(args) => {
-            let (ca_bundle, written) = cli::certs_cmd::run(&args)?;
+            let (ca_bundle, written) = cli::certs::run(&args)?;
             eprintln!(
                 "wrote {}, {} and {}",
                 written.ca_cert.display(),

@@ -25,7 +25,8 @@ pub const MODE_LABEL: &str = "pod-hardener.io/mode";
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+// One spelling for the label, the config file and the flags: as_str and FromStr.
+#[serde(try_from = "String", into = "&'static str")]
 pub enum HardenMode {
     /// Patch pods (the default).
     #[default]
@@ -47,18 +48,33 @@ impl HardenMode {
     }
 }
 
+/// A `pod-hardener.io/mode` value that is not a mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid mode {0:?}: must be harden, shadow or off")]
+pub struct UnknownMode(pub String);
+
 impl std::str::FromStr for HardenMode {
-    type Err = String;
+    type Err = UnknownMode;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "harden" => Ok(HardenMode::Harden),
-            "shadow" => Ok(HardenMode::Shadow),
-            "off" => Ok(HardenMode::Off),
-            other => Err(format!(
-                "invalid mode {other:?}: must be harden, shadow or off"
-            )),
-        }
+        [HardenMode::Harden, HardenMode::Shadow, HardenMode::Off]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownMode(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for HardenMode {
+    type Error = UnknownMode;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<HardenMode> for &'static str {
+    fn from(mode: HardenMode) -> Self {
+        mode.as_str()
     }
 }
 
@@ -226,7 +242,7 @@ impl NamespacePolicy {
         }
         let mode = match get(MODE_LABEL) {
             None => defaults.mode,
-            Some(v) => v.parse().unwrap_or_else(|e: String| {
+            Some(v) => v.parse().unwrap_or_else(|e: UnknownMode| {
                 errors.push(format!("{MODE_LABEL}: {e}"));
                 HardenMode::Harden
             }),

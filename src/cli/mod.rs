@@ -1,7 +1,7 @@
 //! The command line: `check`, `harden` and `version` over manifests, sharing the core with the
 //! webhook (the CLI's `check` is the validator, its `harden` is the mutator).
 
-pub mod certs_cmd;
+pub mod certs;
 pub mod check;
 pub mod harden;
 pub mod serve;
@@ -88,7 +88,7 @@ pub enum Command {
     /// Serve /mutate and /validate over HTTPS (and /metrics over HTTP).
     Serve(serve::ServeArgs),
     /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
-    Certs(certs_cmd::CertsArgs),
+    Certs(certs::CertsArgs),
     /// Print the version and the git commit it was built from.
     Version,
 }

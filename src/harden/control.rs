@@ -106,10 +106,13 @@ impl fmt::Display for Control {
 
 /// A control name that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown control {0:?} (known: runAsNonRoot, seccompProfile, runAsUser, runAsGroup, fsGroup, allowPrivilegeEscalation, capabilities, procMount, readOnlyRootFilesystem, tmpVolume)"
-)]
+#[error("unknown control {0:?} (known: {known})", known = known_controls())]
 pub struct UnknownControl(pub String);
+
+fn known_controls() -> String {
+    let names: Vec<&str> = Control::ALL.iter().map(|c| c.as_str()).collect();
+    names.join(", ")
+}
 
 impl FromStr for Control {
     type Err = UnknownControl;

@@ -134,10 +134,3 @@ pub struct Plan {
     /// Problems with the workload's opt-out annotation, to tell the user.
     pub annotation_errors: Vec<String>,
 }
-
-impl Plan {
-    /// Whether the plan changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
-    }
-}

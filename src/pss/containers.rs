@@ -2,9 +2,7 @@
 //! ephemeral containers. k8s-openapi gives ephemeral containers their own type, so this module
 //! offers one borrowed view over the three lists for the checks to share.
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EphemeralContainer, Lifecycle, PodSpec, Probe, SecurityContext,
-};
+use k8s_openapi::api::core::v1::{ContainerPort, Lifecycle, PodSpec, Probe, SecurityContext};
 
 /// Which list of the PodSpec a container sits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,11 +47,13 @@ pub struct ContainerView<'a> {
     pub volume_mounts: Option<&'a [k8s_openapi::api::core::v1::VolumeMount]>,
 }
 
-impl<'a> ContainerView<'a> {
-    fn of_container(list: ContainerList, index: usize, c: &'a Container) -> Self {
+/// A view of a `Container` or an `EphemeralContainer`: two k8s-openapi types with the same fields.
+macro_rules! container_view {
+    ($list:expr, $index:expr, $c:expr) => {{
+        let c = $c;
         ContainerView {
-            list,
-            index,
+            list: $list,
+            index: $index,
             name: &c.name,
             security_context: c.security_context.as_ref(),
             ports: c.ports.as_deref(),
@@ -65,24 +65,7 @@ impl<'a> ContainerView<'a> {
             lifecycle: c.lifecycle.as_ref(),
             volume_mounts: c.volume_mounts.as_deref(),
         }
-    }
-
-    fn of_ephemeral(index: usize, c: &'a EphemeralContainer) -> Self {
-        ContainerView {
-            list: ContainerList::Ephemeral,
-            index,
-            name: &c.name,
-            security_context: c.security_context.as_ref(),
-            ports: c.ports.as_deref(),
-            probes: [
-                c.liveness_probe.as_ref(),
-                c.readiness_probe.as_ref(),
-                c.startup_probe.as_ref(),
-            ],
-            lifecycle: c.lifecycle.as_ref(),
-            volume_mounts: c.volume_mounts.as_deref(),
-        }
-    }
+    }};
 }
 
 /// Every container of the spec in PSA's visiting order.
@@ -90,9 +73,9 @@ pub fn visit(spec: &PodSpec) -> impl Iterator<Item = ContainerView<'_>> {
     let init = spec.init_containers.iter().flatten().enumerate();
     let regular = spec.containers.iter().enumerate();
     let ephemeral = spec.ephemeral_containers.iter().flatten().enumerate();
-    init.map(|(i, c)| ContainerView::of_container(ContainerList::Init, i, c))
-        .chain(regular.map(|(i, c)| ContainerView::of_container(ContainerList::Regular, i, c)))
-        .chain(ephemeral.map(|(i, c)| ContainerView::of_ephemeral(i, c)))
+    init.map(|(i, c)| container_view!(ContainerList::Init, i, c))
+        .chain(regular.map(|(i, c)| container_view!(ContainerList::Regular, i, c)))
+        .chain(ephemeral.map(|(i, c)| container_view!(ContainerList::Ephemeral, i, c)))
 }
 
 /// Names of the containers for which `is_bad` holds, in visiting order.
