@@ -44,6 +44,12 @@ fn describe_skip(s: &RecordedSkip) -> String {
         "conflict" => "the kubelet could not start the pod with it",
         "immutable" => "cannot change in this request",
         "level" => "not applied at this namespace's level",
+        "image-runs-as-root" => {
+            "the kubelet would refuse to start it; set runAsUser to a non-zero UID, or use an image with a non-root numeric USER"
+        }
+        "image-user-unverifiable" => {
+            "the kubelet would refuse to start it; set runAsUser to the user's UID, or use an image with a numeric USER"
+        }
         other => other,
     };
     match &s.detail {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
-use crate::harden::{self, Control, Hardener, Hardening, Profile, Scope};
+use crate::harden::{self, Control, Hardener, Hardening, ImageCatalog, Profile, Scope};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss;
 use crate::workload::WorkloadKind;
@@ -17,11 +17,22 @@ pub const AUDIT_HARDENED: &str = "hardened";
 /// The audit annotation with what shadow mode would have changed.
 pub const AUDIT_SHADOW: &str = "shadow";
 
-/// Decides a `/mutate` request.
+/// Decides a `/mutate` request without image lookups.
 pub fn mutate(
     req: &AdmissionRequest,
     policy: &NamespacePolicy,
     settings: &AdmissionSettings,
+) -> Outcome {
+    mutate_with_images(req, policy, settings, None)
+}
+
+/// Decides a `/mutate` request; `images`, when lookups ran, decides `runAsNonRoot` per
+/// container from each image's user (see [`crate::harden::images`]).
+pub fn mutate_with_images(
+    req: &AdmissionRequest,
+    policy: &NamespacePolicy,
+    settings: &AdmissionSettings,
+    images: Option<ImageCatalog>,
 ) -> Outcome {
     let scope_names: BTreeSet<String>;
     let scope = match (req.operation, req.sub_resource.as_deref()) {
@@ -43,10 +54,13 @@ pub fn mutate(
     if policy.mode == HardenMode::Off || exemptions.of_request(req).is_some() {
         return Outcome::allowed(&req.uid);
     }
-    let hardener = Hardener::new(Profile::for_level(
+    let mut hardener = Hardener::new(Profile::for_level(
         policy.enforce.level,
         &settings.hardening,
     ));
+    if let Some(images) = images {
+        hardener = hardener.with_images(images);
+    }
     let hardening = match hardener.harden(WorkloadKind::Pod, object, scope) {
         Ok(hardening) => hardening,
         Err(e) => return Outcome::invalid(AdmissionResponse::bad_request(&req.uid, e.to_string())),
@@ -60,6 +74,12 @@ pub fn mutate(
     let mut rsp = AdmissionResponse::allow(&req.uid);
     rsp.warnings
         .extend(hardening.plan.annotation_errors.iter().cloned());
+    rsp.warnings
+        .extend(hardening.plan.lookup_failures.iter().map(|why| {
+            format!(
+                "pod-hardener could not read the user of {why}; runAsNonRoot was planned without it"
+            )
+        }));
     let changed: Vec<Control> = distinct_controls(&hardening.plan);
     let shadow = policy.mode == HardenMode::Shadow;
     if let Some((_, json)) = &hardening.record {

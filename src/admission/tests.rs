@@ -559,4 +559,58 @@ fn the_lean_object_is_decided_as_the_full_object_on_every_fixture() {
     assert!(checked > 100, "only {checked} fixtures");
 }
 
+#[test]
+fn mutate_with_image_facts_never_admits_a_pod_the_kubelet_would_refuse() {
+    use crate::harden::{ImageCatalog, ImageFacts, ImageLookup};
+    let req = request("CREATE", POD, plain_pod(), None);
+    let settings = AdmissionSettings::default();
+    let facts = |user: &str| {
+        ImageLookup::Found(ImageFacts {
+            digest: "sha256:1".into(),
+            user: user.into(),
+            passwd_uid: None,
+        })
+    };
+    // A root image: runAsNonRoot is not filled, so PSA's denial (not the kubelet's
+    // CreateContainerConfigError) is what the user sees, and the warning says so now.
+    let mut catalog = ImageCatalog::new();
+    catalog.insert("app:1", facts(""));
+    let out = mutate::mutate_with_images(&req, &restricted(), &settings, Some(catalog));
+    let hardened = apply(req.object.as_ref().unwrap(), &out.response);
+    assert_eq!(
+        hardened["spec"]["securityContext"].get("runAsNonRoot"),
+        None
+    );
+    assert_eq!(
+        hardened["spec"]["containers"][0]["securityContext"].get("runAsNonRoot"),
+        None
+    );
+    assert!(
+        out.response
+            .warnings
+            .iter()
+            .any(|w| w.contains("will still be denied") && w.contains("runAsNonRoot")),
+        "{:?}",
+        out.response.warnings
+    );
+    // A registry that could not be read: hardened as without lookups, and said.
+    let mut catalog = ImageCatalog::new();
+    catalog.insert(
+        "app:1",
+        ImageLookup::Unavailable("connection refused".into()),
+    );
+    let out = mutate::mutate_with_images(&req, &restricted(), &settings, Some(catalog));
+    let hardened = apply(req.object.as_ref().unwrap(), &out.response);
+    assert_eq!(hardened["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert!(out.response.warnings.contains(
+        &"pod-hardener could not read the user of image app:1: connection refused; runAsNonRoot was planned without it".to_owned()
+    ), "{:?}", out.response.warnings);
+    // A numeric non-root user: as without lookups.
+    let mut catalog = ImageCatalog::new();
+    catalog.insert("app:1", facts("1000"));
+    let with = mutate::mutate_with_images(&req, &restricted(), &settings, Some(catalog));
+    let without = mutate::mutate(&req, &restricted(), &settings);
+    assert_eq!(with.response.patch, without.response.patch);
+}
+
 include!("../../tests/support/shared_data.rs");

@@ -9,6 +9,7 @@ use json_patch::Patch;
 use serde_json::Value;
 
 use super::control::Control;
+use super::images::ImageCatalog;
 use super::opt_out::OptOuts;
 use super::patch;
 use super::plan::{Edit, Plan};
@@ -41,6 +42,8 @@ pub struct Hardener {
     profile: Profile,
     /// Controls skipped for every object, on top of each object's own `pod-hardener.io/skip`.
     extra_skips: Vec<Control>,
+    /// What lookups learned about the object's images, when they ran.
+    images: Option<ImageCatalog>,
 }
 
 impl Hardener {
@@ -50,6 +53,7 @@ impl Hardener {
         Hardener {
             profile,
             extra_skips: Vec::new(),
+            images: None,
         }
     }
 
@@ -57,6 +61,14 @@ impl Hardener {
     #[must_use]
     pub fn skipping(mut self, controls: impl IntoIterator<Item = Control>) -> Self {
         self.extra_skips.extend(controls);
+        self
+    }
+
+    /// Decides `runAsNonRoot` and `runAsUser` per container from what lookups learned about
+    /// the images (see [`super::images`]); without it, images are not considered.
+    #[must_use]
+    pub fn with_images(mut self, images: ImageCatalog) -> Self {
+        self.images = Some(images);
         self
     }
 
@@ -79,7 +91,13 @@ impl Hardener {
         let parts = workload::extract(kind, object)?;
         let mut opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
         opt_outs.add_pod_wide(self.extra_skips.iter().copied());
-        let plan = planner::plan(&parts, &self.profile, &opt_outs, scope);
+        let plan = planner::plan(
+            &parts,
+            &self.profile,
+            &opt_outs,
+            self.images.as_ref(),
+            scope,
+        );
 
         let spec_tokens = kind.pod_spec_tokens();
         let mut edits: Vec<patch::RootedEdit<'_>> = plan

@@ -4,6 +4,7 @@
 //!
 //! - [`Hardener`]: the one entry point: an object in, its [`Hardening`] out.
 //! - [`control`]: the named controls.
+//! - [`images`]: what an image's user means for `runAsNonRoot`, as the kubelet decides.
 //! - [`profile`]: which controls apply at which level, fill or override mode.
 //! - [`opt_out`]: the `pod-hardener.io/skip` annotation.
 //! - `planner`: one function per control, producing a [`Plan`].
@@ -12,6 +13,7 @@
 
 pub mod control;
 mod hardener;
+pub mod images;
 pub mod opt_out;
 mod patch;
 pub mod plan;
@@ -21,6 +23,7 @@ pub mod record;
 
 pub use control::Control;
 pub use hardener::{HardenError, Hardener, Hardening};
+pub use images::{ImageCatalog, ImageFacts, ImageLookup};
 pub use opt_out::{OptOuts, SKIP_ANNOTATION};
 pub use plan::{Change, Edit, Plan, Skip, SkipReason, Target};
 pub use planner::Scope;

@@ -84,6 +84,10 @@ pub enum SkipReason {
     Level,
     /// The control needs a configured value and none is configured.
     NotConfigured,
+    /// The container's image runs as root, so `runAsNonRoot` would stop it from starting.
+    ImageRunsAsRoot(String),
+    /// The container's image names a user the kubelet cannot verify as non-root.
+    ImageUserUnverifiable(String),
 }
 
 impl SkipReason {
@@ -98,6 +102,8 @@ impl SkipReason {
             SkipReason::Immutable(_) => "immutable",
             SkipReason::Level => "level",
             SkipReason::NotConfigured => "not-configured",
+            SkipReason::ImageRunsAsRoot(_) => "image-runs-as-root",
+            SkipReason::ImageUserUnverifiable(_) => "image-user-unverifiable",
         }
     }
 
@@ -107,7 +113,9 @@ impl SkipReason {
             SkipReason::ExplicitValue(d)
             | SkipReason::ApiInvalid(d)
             | SkipReason::Conflict(d)
-            | SkipReason::Immutable(d) => Some(d),
+            | SkipReason::Immutable(d)
+            | SkipReason::ImageRunsAsRoot(d)
+            | SkipReason::ImageUserUnverifiable(d) => Some(d),
             _ => None,
         }
     }
@@ -133,4 +141,6 @@ pub struct Plan {
     pub skips: Vec<Skip>,
     /// Problems with the workload's opt-out annotation, to tell the user.
     pub annotation_errors: Vec<String>,
+    /// Images whose user could not be learned, and why: `runAsNonRoot` was planned without it.
+    pub lookup_failures: Vec<String>,
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{PodSpec, SecurityContext};
 use serde_json::{Value, json};
 
 use super::control::Control;
+use super::images::{self, ImageCatalog, UserVerdict};
 use super::opt_out::OptOuts;
 use super::plan::{Change, Edit, Plan, Skip, SkipReason, Target};
 use super::profile::{Mode, Profile};
@@ -40,16 +41,20 @@ pub enum Scope<'a> {
 }
 
 /// Plans the hardening of one pod (or pod template); [`super::Hardener`] is the way in.
+/// `images`, when lookups ran, makes `runAsNonRoot` and `runAsUser` decide per container from
+/// each image's user, as the kubelet will.
 pub(super) fn plan(
     parts: &PodParts,
     profile: &Profile,
     opt_outs: &OptOuts,
+    images: Option<&ImageCatalog>,
     scope: Scope<'_>,
 ) -> Plan {
     let mut planner = Planner {
         parts,
         profile,
         opt_outs,
+        images,
         windows: parts
             .spec
             .os
@@ -95,6 +100,7 @@ struct Planner<'a> {
     parts: &'a PodParts,
     profile: &'a Profile,
     opt_outs: &'a OptOuts,
+    images: Option<&'a ImageCatalog>,
     windows: bool,
     plan: Plan,
 }
@@ -119,6 +125,18 @@ impl Field {
         path.extend(tail.iter().map(|t| (*t).to_owned()));
         Field {
             target: container_target(c),
+            path,
+        }
+    }
+}
+
+impl Field {
+    /// The field at `tail` below this one.
+    fn extended(&self, tail: &[&str]) -> Field {
+        let mut path = self.path.clone();
+        path.extend(tail.iter().map(|t| (*t).to_owned()));
+        Field {
+            target: self.target.clone(),
             path,
         }
     }
@@ -267,7 +285,23 @@ impl Planner<'_> {
                     "runAsUser: 0",
                 );
             }
-            (None, Some(uid)) => self.fill(Control::RunAsUser, field, Edit::Set(json!(uid))),
+            (None, Some(uid)) => match self.image_verdicts() {
+                // Lookups know every image: only the containers whose image would not start
+                // under runAsNonRoot get the configured UID.
+                Some(verdicts)
+                    if verdicts
+                        .iter()
+                        .all(|(_, v)| !matches!(v, UserVerdict::Unknown(_))) =>
+                {
+                    for (field, verdict) in verdicts {
+                        if matches!(verdict, UserVerdict::Root(_) | UserVerdict::Unverifiable(_)) {
+                            let field = field.extended(&["securityContext", "runAsUser"]);
+                            self.fill(Control::RunAsUser, field, Edit::Set(json!(uid)));
+                        }
+                    }
+                }
+                _ => self.fill(Control::RunAsUser, field, Edit::Set(json!(uid))),
+            },
             _ => {}
         }
         let roots: Vec<Field> = visit(self.spec())
@@ -392,7 +426,7 @@ impl Planner<'_> {
                     let reason = SkipReason::Conflict(conflict);
                     self.skip(Control::RunAsNonRoot, Target::Pod, reason);
                 }
-                None => self.fill(Control::RunAsNonRoot, field, set_true()),
+                None => self.fill_run_as_non_root(field),
             },
         }
         let explicit_false: Vec<Field> = visit(self.spec())
@@ -408,6 +442,98 @@ impl Planner<'_> {
                 json!(false),
                 detail,
             );
+        }
+    }
+
+    /// Each container whose user its image decides (no `runAsUser` of its own or of the pod),
+    /// with its verdict under `runAsNonRoot`, when lookups ran (never on Windows, whose users
+    /// the kubelet checks by name).
+    fn image_verdicts(&self) -> Option<Vec<(Field, UserVerdict)>> {
+        let catalog = self.images?;
+        if self.windows {
+            return None;
+        }
+        let pod_uid = self
+            .spec()
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.run_as_user);
+        if pod_uid.is_some() {
+            return Some(Vec::new());
+        }
+        let verdicts = visit(self.spec())
+            .filter(|c| c.security_context.and_then(|sc| sc.run_as_user).is_none())
+            .map(|c| {
+                let image = c.image.unwrap_or_default();
+                (
+                    Field::container(&c, &[]),
+                    images::verdict(image, catalog.get(image)),
+                )
+            })
+            .collect();
+        Some(verdicts)
+    }
+
+    /// Fills `runAsNonRoot: true` for the pod; or, when lookups show images that would not start
+    /// under it, for each container that will, recording why for the others. A named image user
+    /// whose UID the image's `/etc/passwd` gives becomes that container's `runAsUser`: the same
+    /// user, now verifiable by the kubelet.
+    fn fill_run_as_non_root(&mut self, pod_field: Field) {
+        let set_true = || Edit::Set(json!(true));
+        let Some(verdicts) = self.image_verdicts() else {
+            return self.fill(Control::RunAsNonRoot, pod_field, set_true());
+        };
+        // Containers that get a UID from the runAsUser control need nothing from their image.
+        let with_uid: std::collections::HashSet<Target> = self
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.control == Control::RunAsUser && matches!(c.edit, Edit::Set(_)))
+            .map(|c| c.target.clone())
+            .collect();
+        if with_uid.contains(&Target::Pod) {
+            return self.fill(Control::RunAsNonRoot, pod_field, set_true());
+        }
+        let mut blocked = Vec::new();
+        for (container, verdict) in verdicts {
+            if with_uid.contains(&container.target) {
+                continue;
+            }
+            match verdict {
+                UserVerdict::NamedUid { uid, .. } => {
+                    let field = container.extended(&["securityContext", "runAsUser"]);
+                    self.fill(Control::RunAsUser, field, Edit::Set(json!(uid)));
+                }
+                UserVerdict::Root(why) => {
+                    blocked.push((container, SkipReason::ImageRunsAsRoot(why)))
+                }
+                UserVerdict::Unverifiable(why) => {
+                    blocked.push((container, SkipReason::ImageUserUnverifiable(why)));
+                }
+                UserVerdict::Unknown(why) => self.plan.lookup_failures.push(why),
+                UserVerdict::Verifiable => {}
+            }
+        }
+        if blocked.is_empty() {
+            return self.fill(Control::RunAsNonRoot, pod_field, set_true());
+        }
+        // A pod-level value would reach the blocked containers too: set it where it can start.
+        let blocked_targets: std::collections::HashSet<&Target> =
+            blocked.iter().map(|(f, _)| &f.target).collect();
+        let startable: Vec<Field> = visit(self.spec())
+            .filter(|c| {
+                !blocked_targets.contains(&container_target(c))
+                    && c.security_context
+                        .and_then(|sc| sc.run_as_non_root)
+                        .is_none()
+            })
+            .map(|c| Field::container(&c, &["securityContext", "runAsNonRoot"]))
+            .collect();
+        for field in startable {
+            self.fill(Control::RunAsNonRoot, field, set_true());
+        }
+        for (container, reason) in blocked {
+            self.skip(Control::RunAsNonRoot, container.target, reason);
         }
     }
 

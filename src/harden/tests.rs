@@ -1773,3 +1773,240 @@ fn a_patch_that_does_not_apply_is_reported_not_papered_over() {
     assert!(err.to_string().starts_with("internal error: "), "{err}");
     assert!(hardening.hardened_object().is_err());
 }
+
+// === image-aware runAsNonRoot (what the kubelet will do with each image's user) ===
+
+fn image_facts(user: &str, passwd_uid: Option<i64>) -> ImageLookup {
+    ImageLookup::Found(ImageFacts {
+        digest: format!("sha256:{user}"),
+        user: user.to_owned(),
+        passwd_uid,
+    })
+}
+
+/// The pod's securityContext fields and each container's `runAsNonRoot`/`runAsUser` after
+/// hardening, and the runAsNonRoot skips' codes by target.
+struct UserOutcome {
+    pod: Value,
+    containers: Vec<(String, Value, Value)>,
+    skips: Vec<(String, String)>,
+}
+
+fn user_outcome(object: &Value, hardener: &Hardener) -> UserOutcome {
+    let hardening = hardener
+        .harden(WorkloadKind::Pod, object, Scope::Create)
+        .expect("a pod");
+    let result = apply(object, &hardening);
+    // Hardening the result again with the same facts changes nothing.
+    let again = hardener
+        .harden(WorkloadKind::Pod, &result, Scope::Create)
+        .expect("a pod");
+    assert!(
+        again.patch.0.is_empty(),
+        "not idempotent: {:?}",
+        again.patch
+    );
+    let sc = &result["spec"]["securityContext"];
+    let pod = json!({"runAsNonRoot": sc["runAsNonRoot"], "runAsUser": sc["runAsUser"]});
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| result["spec"][list].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            let csc = &c["securityContext"];
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                csc["runAsNonRoot"].clone(),
+                csc["runAsUser"].clone(),
+            )
+        })
+        .collect();
+    let skips = hardening
+        .plan
+        .skips
+        .iter()
+        .filter(|s| s.control == Control::RunAsNonRoot)
+        .map(|s| (s.target.key(), s.reason.code().to_owned()))
+        .collect();
+    UserOutcome {
+        pod,
+        containers,
+        skips,
+    }
+}
+
+#[test]
+fn run_as_non_root_follows_each_images_user() {
+    let null = Value::Null;
+    // (case, init image user, app image user, configured runAsUser, pod runAsUser,
+    //  expected pod {runAsNonRoot, runAsUser}, expected (init, app) {runAsNonRoot, runAsUser},
+    //  expected skips)
+    type Case = (
+        &'static str,
+        Option<ImageLookup>,
+        Option<ImageLookup>,
+        Option<i64>,
+        Option<i64>,
+        (Value, Value),
+        [(Value, Value); 2],
+        Vec<(&'static str, &'static str)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "numeric non-root users: pod-level, as without lookups",
+            Some(image_facts("1000", None)),
+            Some(image_facts("65532:65532", None)),
+            None,
+            None,
+            (json!(true), null.clone()),
+            [(null.clone(), null.clone()), (null.clone(), null.clone())],
+            vec![],
+        ),
+        (
+            "a named user found in /etc/passwd becomes the container's runAsUser",
+            Some(image_facts("1000", None)),
+            Some(image_facts("app:app", Some(1001))),
+            None,
+            None,
+            (json!(true), null.clone()),
+            [(null.clone(), null.clone()), (null.clone(), json!(1001))],
+            vec![],
+        ),
+        (
+            "a root init container keeps the others hardened, per container",
+            Some(image_facts("", None)),
+            Some(image_facts("1000", None)),
+            None,
+            None,
+            (null.clone(), null.clone()),
+            [(null.clone(), null.clone()), (json!(true), null.clone())],
+            vec![("initContainers/init", "image-runs-as-root")],
+        ),
+        (
+            "a name whose UID is 0 is root",
+            Some(image_facts("1000", None)),
+            Some(image_facts("root", Some(0))),
+            None,
+            None,
+            (null.clone(), null.clone()),
+            [(json!(true), null.clone()), (null.clone(), null.clone())],
+            vec![("containers/app", "image-runs-as-root")],
+        ),
+        (
+            "a name missing from /etc/passwd cannot be verified",
+            Some(image_facts("1000", None)),
+            Some(image_facts("nobody", None)),
+            None,
+            None,
+            (null.clone(), null.clone()),
+            [(json!(true), null.clone()), (null.clone(), null.clone())],
+            vec![("containers/app", "image-user-unverifiable")],
+        ),
+        (
+            "the runAsUser control goes only to the containers that need it",
+            Some(image_facts("0", None)),
+            Some(image_facts("1000", None)),
+            Some(4242),
+            None,
+            (json!(true), null.clone()),
+            [(null.clone(), json!(4242)), (null.clone(), null.clone())],
+            vec![],
+        ),
+        (
+            "an image that could not be read is hardened as without lookups, a root one is not",
+            Some(ImageLookup::Unavailable("401 Unauthorized".into())),
+            Some(image_facts("", None)),
+            None,
+            None,
+            (null.clone(), null.clone()),
+            [(json!(true), null.clone()), (null.clone(), null.clone())],
+            vec![("containers/app", "image-runs-as-root")],
+        ),
+        (
+            "no lookup for either image: as without lookups",
+            None,
+            None,
+            None,
+            None,
+            (json!(true), null.clone()),
+            [(null.clone(), null.clone()), (null.clone(), null.clone())],
+            vec![],
+        ),
+        (
+            "a pod-level runAsUser decides every container",
+            Some(image_facts("", None)),
+            Some(image_facts("nobody", None)),
+            None,
+            Some(1000),
+            (json!(true), json!(1000)),
+            [(null.clone(), null.clone()), (null.clone(), null.clone())],
+            vec![],
+        ),
+    ];
+    for (case, init_user, app_user, configured, pod_uid, pod_expected, containers, skips) in cases {
+        let mut spec = json!({
+            "initContainers": [{"name": "init", "image": "img/init:1"}],
+            "containers": [{"name": "app", "image": "img/app:1"}],
+        });
+        if let Some(uid) = pod_uid {
+            spec["securityContext"] = json!({"runAsUser": uid});
+        }
+        let input = pod(spec);
+        let mut catalog = ImageCatalog::new();
+        if let Some(l) = init_user {
+            catalog.insert("img/init:1", l);
+        }
+        if let Some(l) = app_user {
+            catalog.insert("img/app:1", l);
+        }
+        let settings = HardeningSettings {
+            run_as_user: configured,
+            restricted: Control::ALL.into(),
+            ..HardeningSettings::default()
+        };
+        let hardener =
+            Hardener::new(Profile::for_level(Level::Restricted, &settings)).with_images(catalog);
+        let outcome = user_outcome(&input, &hardener);
+        assert_eq!(
+            outcome.pod,
+            json!({"runAsNonRoot": pod_expected.0, "runAsUser": pod_expected.1}),
+            "{case}: pod"
+        );
+        let expected: Vec<(String, Value, Value)> = ["init", "app"]
+            .iter()
+            .zip(containers)
+            .map(|(n, (nr, u))| ((*n).to_owned(), nr, u))
+            .collect();
+        assert_eq!(outcome.containers, expected, "{case}: containers");
+        let skips: Vec<(String, String)> = skips
+            .into_iter()
+            .map(|(t, r)| (t.to_owned(), r.to_owned()))
+            .collect();
+        assert_eq!(outcome.skips, skips, "{case}: skips");
+    }
+}
+
+#[test]
+fn a_root_image_is_still_denied_by_psa_with_the_reason() {
+    let input = pod(json!({"containers": [{"name": "app", "image": "img/root:1"}]}));
+    let mut catalog = ImageCatalog::new();
+    catalog.insert("img/root:1", image_facts("", None));
+    let hardener = Hardener::new(profile(Level::Restricted, Mode::Fill)).with_images(catalog);
+    let hardening = hardener
+        .harden(WorkloadKind::Pod, &input, Scope::Create)
+        .unwrap();
+    let failing = hardening.still_failing(crate::pss::LevelVersion::restricted_latest());
+    let checks: Vec<_> = failing.iter().map(|v| v.check).collect();
+    assert_eq!(checks, [crate::pss::CheckId::RunAsNonRoot]);
+    let hardened = hardening.hardened_parts().unwrap();
+    let exact = crate::pss::evaluate(
+        &hardened.metadata,
+        &hardened.spec,
+        crate::pss::LevelVersion::restricted_latest(),
+    );
+    assert_eq!(exact.iter().map(|v| v.check).collect::<Vec<_>>(), checks);
+    let skip = &hardening.plan.skips[0];
+    assert_eq!(
+        skip.reason.detail(),
+        Some("image img/root:1 sets no user, so it runs as root")
+    );
+}

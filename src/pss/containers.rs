@@ -43,6 +43,8 @@ pub struct ContainerView<'a> {
     pub probes: [Option<&'a Probe>; 3],
     /// `lifecycle`
     pub lifecycle: Option<&'a Lifecycle>,
+    /// `image`, for the hardening planner's image-aware `runAsNonRoot`.
+    pub image: Option<&'a str>,
     /// `volumeMounts` mount paths, for the hardening planner.
     pub volume_mounts: Option<&'a [k8s_openapi::api::core::v1::VolumeMount]>,
 }
@@ -55,6 +57,7 @@ macro_rules! container_view {
             list: $list,
             index: $index,
             name: &c.name,
+            image: c.image.as_deref(),
             security_context: c.security_context.as_ref(),
             ports: c.ports.as_deref(),
             probes: [
