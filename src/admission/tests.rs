@@ -610,7 +610,19 @@ fn mutate_with_image_facts_never_admits_a_pod_the_kubelet_would_refuse() {
     catalog.insert("app:1", facts("1000"));
     let with = mutate::mutate_with_images(&req, &restricted(), &settings, Some(catalog));
     let without = mutate::mutate(&req, &restricted(), &settings);
-    assert_eq!(with.response.patch, without.response.patch);
+    let object = req.object.as_ref().unwrap();
+    let (with, without) = (
+        apply(object, &with.response),
+        apply(object, &without.response),
+    );
+    assert_eq!(with["spec"], without["spec"]);
+    let record: Value = serde_json::from_str(
+        with["metadata"]["annotations"][crate::harden::RECORD_ANNOTATION]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["images"][0]["user"], "1000", "{record}");
 }
 
 include!("../../tests/support/shared_data.rs");

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::control::Control;
+use super::images::ImageLookup;
 use crate::pss::containers::ContainerList;
 
 /// What a change or skip applies to.
@@ -121,6 +122,17 @@ impl SkipReason {
     }
 }
 
+/// What a lookup said about one container's image, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFinding {
+    /// The container.
+    pub target: Target,
+    /// The image reference as the pod spec writes it.
+    pub image: String,
+    /// What was learned.
+    pub lookup: ImageLookup,
+}
+
 /// One control that did not apply, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
@@ -143,4 +155,6 @@ pub struct Plan {
     pub annotation_errors: Vec<String>,
     /// Images whose user could not be learned, and why: `runAsNonRoot` was planned without it.
     pub lookup_failures: Vec<String>,
+    /// What lookups said about the image of each container whose user its image decided.
+    pub images: Vec<ImageFinding>,
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::control::Control;
 use super::images::{self, ImageCatalog, UserVerdict};
 use super::opt_out::OptOuts;
-use super::plan::{Change, Edit, Plan, Skip, SkipReason, Target};
+use super::plan::{Change, Edit, ImageFinding, Plan, Skip, SkipReason, Target};
 use super::profile::{Mode, Profile};
 use crate::pss::containers::{ContainerList, ContainerView, visit};
 use crate::workload::PodParts;
@@ -474,6 +474,23 @@ impl Planner<'_> {
         Some(verdicts)
     }
 
+    /// Records what the lookups said about each container's image whose user decides.
+    fn record_image_findings(&mut self) {
+        let Some(catalog) = self.images else { return };
+        let findings: Vec<ImageFinding> = visit(self.spec())
+            .filter(|c| c.security_context.and_then(|sc| sc.run_as_user).is_none())
+            .filter_map(|c| {
+                let image = c.image.unwrap_or_default();
+                Some(ImageFinding {
+                    target: container_target(&c),
+                    image: image.to_owned(),
+                    lookup: catalog.get(image)?.clone(),
+                })
+            })
+            .collect();
+        self.plan.images = findings;
+    }
+
     /// Fills `runAsNonRoot: true` for the pod; or, when lookups show images that would not start
     /// under it, for each container that will, recording why for the others. A named image user
     /// whose UID the image's `/etc/passwd` gives becomes that container's `runAsUser`: the same
@@ -514,6 +531,7 @@ impl Planner<'_> {
                 UserVerdict::Verifiable => {}
             }
         }
+        self.record_image_findings();
         if blocked.is_empty() {
             return self.fill(Control::RunAsNonRoot, pod_field, set_true());
         }

@@ -8,14 +8,20 @@
 //! {"v":1,"level":"restricted","mode":"fill",
 //!  "changes":[{"control":"runAsNonRoot","target":"pod","value":true},
 //!             {"control":"allowPrivilegeEscalation","target":"containers/app","value":false,"overrode":true}],
-//!  "skips":[{"control":"readOnlyRootFilesystem","target":"containers/app","reason":"explicit-value","detail":"readOnlyRootFilesystem: false"}]}
+//!  "skips":[{"control":"readOnlyRootFilesystem","target":"containers/app","reason":"explicit-value","detail":"readOnlyRootFilesystem: false"}],
+//!  "images":[{"target":"containers/app","image":"registry.example/app:1","digest":"sha256:...","user":"app","uid":1001}]}
 //! ```
+//!
+//! `images` appears when image lookups decided `runAsNonRoot`: for each container whose user its
+//! image decides, the image's digest and configured user (and the UID its `/etc/passwd` gives a
+//! named user), or why it could not be read.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::control::Control;
-use super::plan::Plan;
+use super::images::ImageLookup;
+use super::plan::{ImageFinding, Plan};
 use super::profile::Profile;
 
 /// The annotation key.
@@ -56,6 +62,50 @@ pub struct RecordedSkip {
     pub detail: Option<String>,
 }
 
+/// What a lookup learned about one container's image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedImage {
+    /// `<list>/<container name>`.
+    pub target: String,
+    /// The image reference as the pod spec writes it.
+    pub image: String,
+    /// The manifest digest the config was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The config's user as written (empty: none, so root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A named user's UID in the image's `/etc/passwd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    /// Why the config could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+impl RecordedImage {
+    fn of(finding: &ImageFinding) -> Self {
+        let mut recorded = RecordedImage {
+            target: finding.target.key(),
+            image: finding.image.clone(),
+            digest: None,
+            user: None,
+            uid: None,
+            unavailable: None,
+        };
+        match &finding.lookup {
+            ImageLookup::Found(facts) => {
+                recorded.digest = Some(facts.digest.clone());
+                recorded.user = Some(facts.user.clone());
+                recorded.uid = facts.passwd_uid;
+            }
+            ImageLookup::Unavailable(why) => recorded.unavailable = Some(why.clone()),
+        }
+        recorded
+    }
+}
+
 /// Counts kept instead of entries when the record would be too large.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +132,9 @@ pub struct Record {
     /// Skips, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skips: Vec<RecordedSkip>,
+    /// What image lookups learned, sorted by target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<RecordedImage>,
     /// Present instead of entries when they would exceed [`MAX_RECORD_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncated>,
@@ -153,8 +206,15 @@ impl Record {
                 detail: s.reason.detail().map(str::to_owned),
             })
             .collect();
+        let mut images: Vec<RecordedImage> = plan.images.iter().map(RecordedImage::of).collect();
         let mut truncated = None;
         if let Some(prev) = previous {
+            // A container looked up again is recorded as now; the others keep what they had.
+            for old in prev.images {
+                if !images.iter().any(|i| i.target == old.target) {
+                    images.push(old);
+                }
+            }
             use std::collections::HashSet;
             // Keys of what this plan recorded, so merging stays linear in the record's size.
             let new_changes: HashSet<(String, String, bool)> = changes
@@ -186,12 +246,16 @@ impl Record {
         }
         sort_entries(&mut changes, |c| (&c.control, &c.target));
         sort_entries(&mut skips, |s| (&s.control, &s.target));
+        images.sort_by(|a, b| {
+            (target_rank(&a.target), &a.target).cmp(&(target_rank(&b.target), &b.target))
+        });
         let mut record = Record {
             v: RECORD_VERSION,
             level: profile.level.as_str().to_owned(),
             mode: profile.mode.as_str().to_owned(),
             changes,
             skips,
+            images,
             truncated,
         };
         if let Some(t) = record.truncated.take() {
@@ -222,6 +286,7 @@ impl Record {
         });
         self.changes.clear();
         self.skips.clear();
+        self.images.clear();
     }
 
     /// Compact, deterministic JSON.

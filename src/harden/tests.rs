@@ -2010,3 +2010,48 @@ fn a_root_image_is_still_denied_by_psa_with_the_reason() {
         Some("image img/root:1 sets no user, so it runs as root")
     );
 }
+
+#[test]
+fn the_record_says_what_was_learned_about_each_image() {
+    let input = pod(json!({
+        "initContainers": [{"name": "init", "image": "img/init:1"}],
+        "containers": [{"name": "app", "image": "img/app:1"},
+                       {"name": "own-uid", "image": "img/app:1", "securityContext": {"runAsUser": 7}}],
+    }));
+    let mut catalog = ImageCatalog::new();
+    catalog.insert(
+        "img/init:1",
+        ImageLookup::Unavailable("registry timed out".into()),
+    );
+    catalog.insert(
+        "img/app:1",
+        ImageLookup::Found(ImageFacts {
+            digest: "sha256:abc".into(),
+            user: "app".into(),
+            passwd_uid: Some(1001),
+        }),
+    );
+    let hardener = Hardener::new(profile(Level::Restricted, Mode::Fill)).with_images(catalog);
+    let hardening = hardener
+        .harden(WorkloadKind::Pod, &input, Scope::Create)
+        .unwrap();
+    let result = apply(&input, &hardening);
+    let record: Value = serde_json::from_str(record_string(&result, "/metadata")).unwrap();
+    // The container with its own runAsUser is not decided by its image, so not listed.
+    assert_eq!(
+        record["images"],
+        json!([
+            {"target": "initContainers/init", "image": "img/init:1", "unavailable": "registry timed out"},
+            {"target": "containers/app", "image": "img/app:1", "digest": "sha256:abc", "user": "app", "uid": 1001},
+        ])
+    );
+    assert!(
+        changes(&record).contains(&("runAsUser".into(), "containers/app".into())),
+        "{record}"
+    );
+    // The same facts give the same bytes.
+    let again = hardener
+        .harden(WorkloadKind::Pod, &input, Scope::Create)
+        .unwrap();
+    assert_eq!(again.record.map(|r| r.1), hardening.record.map(|r| r.1));
+}
