@@ -16,3 +16,4 @@ pub mod policy;
 pub mod pss;
 pub mod server;
 pub mod workload;
+pub mod yaml;

@@ -138,11 +138,11 @@ fn bad_input_exits_2_naming_the_document() {
         ),
         (
             b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: 7}\n",
-            "document 0: Pod has an invalid pod spec",
+            "document 0 (Pod p): Pod has an invalid pod spec at /spec: spec.containers: invalid type",
         ),
         (
             b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n",
-            "document 0: Deployment has no pod spec",
+            "document 0 (Deployment d): Deployment has no pod spec",
         ),
         (b"\xff\xfe\x00garbage", "document 0"),
     ] {
@@ -151,6 +151,13 @@ fn bad_input_exits_2_naming_the_document() {
             assert_eq!(o.status.code(), Some(2), "{cmd} {input:?}: {}", stderr(&o));
             assert!(stderr(&o).contains(expected), "{cmd}: {}", stderr(&o));
             assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+            assert_eq!(stderr(&o).lines().count(), 1, "one message: {}", stderr(&o));
+            assert_eq!(
+                stderr(&o).matches(expected).count(),
+                1,
+                "said once: {}",
+                stderr(&o)
+            );
         }
     }
     let o = run(&["check", "-f", "/nonexistent/file.yaml"], b"");
@@ -247,4 +254,129 @@ fn version_names_the_commit() {
         "pod-hardener {} (commit ",
         env!("CARGO_PKG_VERSION")
     )));
+}
+
+/// The documents of a `harden` output as kubectl would read them.
+fn read_as_kubectl(text: &[u8]) -> Vec<serde_json::Value> {
+    pod_hardener::manifest::read_raw_documents(text)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[test]
+fn harden_keeps_what_a_yaml_1_1_chart_means() {
+    let chart = std::fs::read(Path::new(MANIFESTS).join("yaml11-chart.yaml")).unwrap();
+    let o = run(&["harden"], &chart);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = read_as_kubectl(&chart);
+    let after = read_as_kubectl(&o.stdout);
+    assert_eq!(after.len(), 3);
+    // Unchanged documents are unchanged to the byte, comments and all.
+    let out = stdout(&o);
+    let input = String::from_utf8(chart.clone()).unwrap();
+    let config_map = &input[..input
+        .find("---\n# Source: yaml11/templates/deployment")
+        .unwrap()];
+    assert!(out.starts_with(config_map), "{out}");
+    let service = &input[input.rfind("---\n").unwrap()..];
+    assert!(out.ends_with(service), "{out}");
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[2], before[2]);
+    // The Deployment changed only where hardening changed it: the same object once the
+    // hardening's additions are taken away again.
+    let template = |doc: &serde_json::Value| doc["spec"]["template"]["spec"].clone();
+    let (old, new) = (template(&before[1]), template(&after[1]));
+    assert_eq!(new["volumes"][0], old["volumes"][0]);
+    assert_eq!(new["volumes"][0]["configMap"]["defaultMode"], 493);
+    assert_eq!(new["volumes"][0]["configMap"]["items"][0]["mode"], 420);
+    assert_eq!(new["containers"][0]["env"], old["containers"][0]["env"]);
+    assert_eq!(new["containers"][0]["args"], old["containers"][0]["args"]);
+    for (i, v) in [
+        "no",
+        "yes",
+        "on",
+        "off",
+        "y",
+        "n",
+        "NO",
+        "Yes",
+        "1_000",
+        "0755",
+        "~",
+        "2001-12-14",
+        "1:20",
+        "multi\nline\n",
+        " padded ",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(new["containers"][0]["env"][i]["value"], *v);
+    }
+    assert_eq!(
+        after[1]["metadata"]["labels"]["gatekeeper.sh/system"],
+        "yes"
+    );
+    // The rewritten document keeps its key order.
+    let deployment = &out[out.find("# Source: yaml11/templates/deployment").unwrap()..];
+    let keys: Vec<usize> = [
+        "apiVersion:",
+        "kind:",
+        "metadata:",
+        "spec:",
+        "  replicas:",
+        "  selector:",
+        "  template:",
+    ]
+    .iter()
+    .map(|k| {
+        deployment
+            .find(&format!("\n{k}"))
+            .unwrap_or_else(|| panic!("{k} in {deployment}"))
+    })
+    .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "{deployment}");
+    // A YAML 1.2 reader (serde_yaml_ng) reads the rewritten document the same.
+    let rewritten = &deployment[..deployment.find("\n---\n").unwrap()];
+    let yaml12: serde_json::Value = serde_yaml_ng::from_str(rewritten).unwrap();
+    assert_eq!(yaml12, after[1]);
+    // And it passes restricted; hardening again changes nothing, to the byte.
+    let checked = run(&["check"], &o.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{}", stdout(&checked));
+    let again = run(&["harden"], &o.stdout);
+    assert_eq!(stdout(&again), out);
+}
+
+#[test]
+fn harden_writes_a_stream_it_does_not_change_back_byte_for_byte() {
+    let input = b"# a comment before anything\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}  # hi\ndata: {a: \"no\", b: yes}\n...\n---\n\n---\n{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"s\"}}";
+    let o = run(&["harden"], input);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.stdout, input);
+}
+
+#[test]
+fn harden_accepts_yaml_1_1_octal_file_modes() {
+    let pod = b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: busybox}]\n  volumes: [{name: v, configMap: {name: cm, defaultMode: 0755}}]\n";
+    let o = run(&["harden"], pod);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let after = read_as_kubectl(&o.stdout);
+    assert_eq!(
+        after[0]["spec"]["volumes"][0]["configMap"]["defaultMode"],
+        493
+    );
+    // A quoted mode is a string, which the API server refuses too: one message naming the field.
+    let quoted = String::from_utf8(pod.to_vec())
+        .unwrap()
+        .replace("0755", "\"0755\"");
+    for cmd in ["harden", "check"] {
+        let o = run(&[cmd], quoted.as_bytes());
+        assert_eq!(o.status.code(), Some(2));
+        assert_eq!(
+            stderr(&o),
+            "error: document 0 (Pod p): Pod has an invalid pod spec at /spec: spec.volumes[0].configMap.defaultMode: invalid type: string \"0755\", expected i32\n"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use crate::harden::{self, Control, OptOuts, Profile, RecordPlacement, Scope};
 use crate::manifest;
 use crate::pss::{self, LevelVersion, Version, defaulting};
 use crate::workload::{self, WorkloadKind};
+use crate::yaml;
 
 use super::{CliError, ObjectRef};
 
@@ -32,17 +33,22 @@ pub struct HardenOutput {
     pub stderr: String,
 }
 
-/// Runs `harden` over `input`.
+/// Runs `harden` over `input`. Documents that hardening leaves unchanged are written back byte
+/// for byte (comments and formatting included); changed ones are rewritten in their own key
+/// order, in YAML that every reader reads back the same ([`crate::yaml::write`]).
 pub fn run(input: &[u8], options: &HardenOptions) -> Result<HardenOutput, CliError> {
-    let docs = manifest::read_raw_documents(input)?;
+    let text = manifest::input_text(input)?;
+    let docs = manifest::read_source_documents(text)?;
     let mut out = HardenOutput::default();
-    for (index, mut doc) in docs {
-        if manifest::is_list(&doc) {
-            if let Some(Value::Array(items)) = doc.get_mut("items") {
+    let mut rewritten = Vec::new();
+    for doc in docs {
+        let mut object = doc.object.clone();
+        if manifest::is_list(&object) {
+            if let Some(Value::Array(items)) = object.get_mut("items") {
                 for (i, item) in items.iter_mut().enumerate() {
                     harden_object(
                         item,
-                        &format!("document {index} item {i}"),
+                        &format!("document {} item {i}", doc.index),
                         options,
                         &mut out.stderr,
                     )?;
@@ -50,16 +56,17 @@ pub fn run(input: &[u8], options: &HardenOptions) -> Result<HardenOutput, CliErr
             }
         } else {
             harden_object(
-                &mut doc,
-                &format!("document {index}"),
+                &mut object,
+                &format!("document {}", doc.index),
                 options,
                 &mut out.stderr,
             )?;
         }
-        let yaml = serde_yaml_ng::to_string(&doc).map_err(|e| CliError::Yaml(e.to_string()))?;
-        out.stdout.push_str("---\n");
-        out.stdout.push_str(&yaml);
+        if object != doc.object {
+            rewritten.push((doc.content, yaml::write_document(&object, Some(&doc.tree))));
+        }
     }
+    out.stdout = yaml::splice(text, &rewritten);
     Ok(out)
 }
 
@@ -73,7 +80,7 @@ fn harden_object(
         return Ok(());
     };
     let parts = workload::extract(kind, object).map_err(|source| CliError::Object {
-        at: at.to_owned(),
+        at: ObjectRef::position(at, kind.as_str(), object),
         source,
     })?;
     let mut opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
@@ -93,7 +100,7 @@ fn harden_object(
         let who = ObjectRef::of(object);
         let policy = LevelVersion::new(options.profile.level, Version::Latest);
         let mut hardened = workload::extract(kind, object).map_err(|source| CliError::Object {
-            at: at.to_owned(),
+            at: ObjectRef::position(at, kind.as_str(), object),
             source,
         })?;
         defaulting::apply_api_server_defaults(&mut hardened.spec, kind.spec_owner());

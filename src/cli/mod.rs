@@ -222,6 +222,15 @@ impl ObjectRef {
         }
     }
 
+    /// `document 3 (Deployment apps/web)`: where an object is, for error messages.
+    pub fn position(at: &str, kind: &str, object: &Value) -> String {
+        let who = ObjectRef::of(object);
+        format!(
+            "{at} ({})",
+            ObjectRef::display(kind, who.namespace.as_deref(), &who.name)
+        )
+    }
+
     /// `Kind namespace/name`, or `Kind name` without a namespace.
     pub fn display(kind: &str, namespace: Option<&str>, name: &str) -> String {
         match namespace {
