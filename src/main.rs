@@ -58,6 +58,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Krm(args) => {
+            let input = args.input.read()?;
+            let out = cli::krm::run(&input, &args)?;
+            std::io::stdout().lock().write_all(out.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

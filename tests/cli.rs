@@ -380,3 +380,112 @@ fn harden_accepts_yaml_1_1_octal_file_modes() {
         );
     }
 }
+
+const KRM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/krm");
+
+#[test]
+fn krm_function_hardens_items_and_reports_what_is_still_denied() {
+    let input = std::fs::read(Path::new(KRM).join("resource-list.yaml")).unwrap();
+    let o = run(&["krm"], &input);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = &read_as_kubectl(&input)[0];
+    let out = read_as_kubectl(&o.stdout);
+    assert_eq!(out.len(), 1);
+    let list = &out[0];
+    assert_eq!(list["kind"], "ResourceList");
+    assert_eq!(list["functionConfig"], before["functionConfig"]);
+    // The ConfigMap is untouched; the Pod is hardened, except what functionConfig skips.
+    assert_eq!(list["items"][1], before["items"][1]);
+    let pod = &list["items"][0];
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "no");
+    assert_eq!(
+        pod["spec"]["containers"][0]["securityContext"].get("readOnlyRootFilesystem"),
+        None
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["config.kubernetes.io/index"],
+        "0"
+    );
+    // results: what was done (info) and what hostNetwork will still be denied for (warning).
+    let results = list["results"].as_array().unwrap();
+    let severities: Vec<&str> = results
+        .iter()
+        .map(|r| r["severity"].as_str().unwrap())
+        .collect();
+    assert_eq!(severities, ["info", "warning"]);
+    for r in results {
+        assert_eq!(
+            r["resourceRef"],
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "name": "p"})
+        );
+        assert_eq!(
+            r["file"],
+            serde_json::json!({"path": "pod.yaml", "index": 0})
+        );
+    }
+    assert!(
+        results[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("hardened: set runAsNonRoot on pod: true")
+    );
+    assert_eq!(
+        results[1]["message"],
+        "will be denied: violates PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true)"
+    );
+    // Running the function on its own output changes nothing but adds its results again.
+    let again = run(&["krm"], &o.stdout);
+    assert_eq!(read_as_kubectl(&again.stdout)[0]["items"], list["items"]);
+}
+
+#[test]
+fn krm_function_config_and_bad_input() {
+    let input =
+        String::from_utf8(std::fs::read(Path::new(KRM).join("resource-list.yaml")).unwrap())
+            .unwrap();
+    // A spec-style functionConfig selects baseline: no capabilities drop.
+    let spec_config = input.replace(
+        "  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: cfg}\n  data: {level: restricted, skip: \"readOnlyRootFilesystem,tmpVolume\"}\n",
+        "  apiVersion: pod-hardener.io/v1alpha1\n  kind: Hardening\n  metadata: {name: cfg}\n  spec: {level: baseline, skip: [tmpVolume]}\n",
+    );
+    assert_ne!(spec_config, input);
+    let o = run(&["krm"], spec_config.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let pod = &read_as_kubectl(&o.stdout)[0]["items"][0];
+    assert_eq!(
+        pod["spec"]["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["securityContext"].get("capabilities"),
+        None
+    );
+    for (bad, expected) in [
+        (
+            "apiVersion: v1\nkind: List\nitems: []\n",
+            "error: invalid ResourceList: expected a ResourceList of config.kubernetes.io/v1 or config.kubernetes.io/v1beta1, found kind List of v1\n",
+        ),
+        (
+            "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\n---\nkind: Pod\n",
+            "error: invalid ResourceList: expected exactly one ResourceList document\n",
+        ),
+        (
+            "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: [7]\n",
+            "error: invalid ResourceList: item 0 is not an object\n",
+        ),
+        (
+            "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\nfunctionConfig: {kind: ConfigMap, data: {level: privileged}}\n",
+            "error: invalid ResourceList: functionConfig level \"privileged\": use restricted or baseline\n",
+        ),
+        (
+            "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\nfunctionConfig: {kind: ConfigMap, data: {skip: readOnly}}\n",
+            "error: invalid ResourceList: functionConfig skip: unknown control \"readOnly\"",
+        ),
+    ] {
+        let o = run(&["krm"], bad.as_bytes());
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(stderr(&o).starts_with(expected), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+}

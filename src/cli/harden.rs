@@ -33,6 +33,23 @@ pub struct HardenOutput {
     pub stderr: String,
 }
 
+/// What hardening did to one workload, and what will still stand in its way at admission.
+#[derive(Debug, Clone)]
+pub struct ObjectReport {
+    /// Where it is: `document 3` or `document 3 item 1`.
+    pub at: String,
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// The hardened object's name and namespace.
+    pub object: ObjectRef,
+    /// What was changed and skipped.
+    pub plan: harden::Plan,
+    /// The policy it was evaluated at (the profile's level, latest version).
+    pub policy: LevelVersion,
+    /// PSA's message when the hardened object is still denied at `policy`.
+    pub still_denied: Option<String>,
+}
+
 /// Runs `harden` over `input`. Documents that hardening leaves unchanged are written back byte
 /// for byte (comments and formatting included); changed ones are rewritten in their own key
 /// order, in YAML that every reader reads back the same ([`crate::yaml::write`]).
@@ -43,24 +60,11 @@ pub fn run(input: &[u8], options: &HardenOptions) -> Result<HardenOutput, CliErr
     let mut rewritten = Vec::new();
     for doc in docs {
         let mut object = doc.object.clone();
-        if manifest::is_list(&object) {
-            if let Some(Value::Array(items)) = object.get_mut("items") {
-                for (i, item) in items.iter_mut().enumerate() {
-                    harden_object(
-                        item,
-                        &format!("document {} item {i}", doc.index),
-                        options,
-                        &mut out.stderr,
-                    )?;
-                }
+        let reports = harden_document(&mut object, &format!("document {}", doc.index), options)?;
+        if options.explain {
+            for report in &reports {
+                explain(report, &mut out.stderr);
             }
-        } else {
-            harden_object(
-                &mut object,
-                &format!("document {}", doc.index),
-                options,
-                &mut out.stderr,
-            )?;
         }
         if object != doc.object {
             rewritten.push((doc.content, yaml::write_document(&object, Some(&doc.tree))));
@@ -70,14 +74,31 @@ pub fn run(input: &[u8], options: &HardenOptions) -> Result<HardenOutput, CliErr
     Ok(out)
 }
 
+/// Hardens the workload `object` is, or each workload of a `kind: List`, in place.
+pub fn harden_document(
+    object: &mut Value,
+    at: &str,
+    options: &HardenOptions,
+) -> Result<Vec<ObjectReport>, CliError> {
+    if !manifest::is_list(object) {
+        return Ok(harden_object(object, at, options)?.into_iter().collect());
+    }
+    let mut reports = Vec::new();
+    if let Some(Value::Array(items)) = object.get_mut("items") {
+        for (i, item) in items.iter_mut().enumerate() {
+            reports.extend(harden_object(item, &format!("{at} item {i}"), options)?);
+        }
+    }
+    Ok(reports)
+}
+
 fn harden_object(
     object: &mut Value,
     at: &str,
     options: &HardenOptions,
-    explanation: &mut String,
-) -> Result<(), CliError> {
+) -> Result<Option<ObjectReport>, CliError> {
     let Some(kind) = WorkloadKind::of_document(object) else {
-        return Ok(());
+        return Ok(None);
     };
     let parts = workload::extract(kind, object).map_err(|source| CliError::Object {
         at: ObjectRef::position(at, kind.as_str(), object),
@@ -96,35 +117,43 @@ fn harden_object(
     );
     json_patch::patch(object, &hardening.patch.0)
         .map_err(|e| CliError::Internal(format!("{at}: the planned patch did not apply: {e}")))?;
-    if options.explain {
-        let who = ObjectRef::of(object);
-        let policy = LevelVersion::new(options.profile.level, Version::Latest);
-        let mut hardened = workload::extract(kind, object).map_err(|source| CliError::Object {
-            at: ObjectRef::position(at, kind.as_str(), object),
-            source,
-        })?;
-        defaulting::apply_api_server_defaults(&mut hardened.spec, kind.spec_owner());
-        let violations = pss::evaluate(&hardened.metadata, &hardened.spec, policy);
-        let _ = writeln!(
-            explanation,
-            "{}:",
-            ObjectRef::display(kind.as_str(), who.namespace.as_deref(), &who.name)
-        );
-        explain_plan(&hardening.plan, explanation);
-        if violations.is_empty() {
-            let _ = writeln!(explanation, "  allowed at {policy}");
-        } else {
-            let _ = writeln!(
-                explanation,
-                "  still denied: {}",
-                pss::violates_message(policy, &violations)
-            );
-        }
-    }
-    Ok(())
+    let policy = LevelVersion::new(options.profile.level, Version::Latest);
+    let mut hardened = workload::extract(kind, object).map_err(|source| CliError::Object {
+        at: ObjectRef::position(at, kind.as_str(), object),
+        source,
+    })?;
+    defaulting::apply_api_server_defaults(&mut hardened.spec, kind.spec_owner());
+    let violations = pss::evaluate(&hardened.metadata, &hardened.spec, policy);
+    Ok(Some(ObjectReport {
+        at: at.to_owned(),
+        kind,
+        object: ObjectRef::of(object),
+        plan: hardening.plan,
+        policy,
+        still_denied: (!violations.is_empty()).then(|| pss::violates_message(policy, &violations)),
+    }))
 }
 
-fn explain_plan(plan: &harden::Plan, out: &mut String) {
+fn explain(report: &ObjectReport, explanation: &mut String) {
+    let who = &report.object;
+    let _ = writeln!(
+        explanation,
+        "{}:",
+        ObjectRef::display(report.kind.as_str(), who.namespace.as_deref(), &who.name)
+    );
+    explain_plan(&report.plan, explanation);
+    match &report.still_denied {
+        None => {
+            let _ = writeln!(explanation, "  allowed at {}", report.policy);
+        }
+        Some(message) => {
+            let _ = writeln!(explanation, "  still denied: {message}");
+        }
+    }
+}
+
+/// One line per change, skip and annotation error of `plan`.
+pub fn explain_plan(plan: &harden::Plan, out: &mut String) {
     if plan.changes.is_empty() {
         let _ = writeln!(out, "  changed: nothing");
     }
