@@ -364,8 +364,11 @@ fn identity(o: &Value) -> String {
     )
 }
 
-/// A stored object without what the API server makes up on each create.
+/// A stored object without what the API server makes up on each create: its uid (also in a
+/// Job's `controller-uid` labels), timestamps, versions, managed fields, generated names and the
+/// random suffix of a Pod's service-account token volume.
 fn normalized(mut o: Value) -> Value {
+    let uid = o["metadata"]["uid"].as_str().map(str::to_owned);
     if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         for field in [
             "uid",
@@ -380,11 +383,30 @@ fn normalized(mut o: Value) -> Value {
             meta.remove("name");
         }
     }
+    fn scrub(v: &mut Value, uid: Option<&str>) {
+        match v {
+            Value::String(s) => {
+                if Some(s.as_str()) == uid {
+                    *s = "<uid>".into();
+                } else if s.starts_with("kube-api-access-")
+                    && s.len() == "kube-api-access-".len() + 5
+                {
+                    *s = "kube-api-access-<random>".into();
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| scrub(i, uid)),
+            Value::Object(map) => map.values_mut().for_each(|i| scrub(i, uid)),
+            _ => {}
+        }
+    }
+    scrub(&mut o, uid.as_deref());
     o
 }
 
-/// `object` (unhardened) with the changes of `record` applied as the hardening describes them.
-fn with_recorded_changes(mut object: Value, record: &Value) -> Value {
+/// `object` (unhardened) with the changes of `record` (the annotation's text) applied as the
+/// record describes them, and the record itself.
+fn with_recorded_changes(mut object: Value, record_text: &str) -> Value {
+    let record: Value = serde_json::from_str(record_text).unwrap();
     let kind = WorkloadKind::of_document(&object).expect("a recorded object is a workload");
     let spec_pointer: String = kind
         .pod_spec_tokens()
@@ -423,7 +445,18 @@ fn with_recorded_changes(mut object: Value, record: &Value) -> Value {
                     "volumeMounts"
                 };
                 let mut items = holder.get(list).cloned().unwrap_or(json!([]));
-                items.as_array_mut().unwrap().push(value);
+                // The Pod's own volumes come first: the API server's service-account admission
+                // appends its token volume (and mounts) after them on create.
+                let items_list = items.as_array_mut().unwrap();
+                let injected = items_list
+                    .iter()
+                    .position(|i| {
+                        i["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("kube-api-access-"))
+                    })
+                    .unwrap_or(items_list.len());
+                items_list.insert(injected, value);
                 holder[list] = items;
             }
             "capabilities" => {
@@ -444,25 +477,24 @@ fn with_recorded_changes(mut object: Value, record: &Value) -> Value {
     }
     let meta = object.pointer_mut(&meta_pointer).unwrap();
     let mut annotations = meta.get("annotations").cloned().unwrap_or(json!({}));
-    annotations[RECORD] = json!(serde_json::to_string(record).unwrap());
+    annotations[RECORD] = json!(record_text);
     meta["annotations"] = annotations;
     object
 }
 
-/// The record pod-hardener left on a stored object, if any.
-fn record_of(object: &Value) -> Option<Value> {
+/// The record pod-hardener left on a stored object (the annotation's text), if any.
+fn record_of(object: &Value) -> Option<&str> {
     let kind = WorkloadKind::of_document(object)?;
     let meta_pointer: String = kind
         .pod_metadata_tokens()
         .iter()
         .map(|t| format!("/{t}"))
         .collect();
-    let text = object
+    object
         .pointer(&meta_pointer)?
         .get("annotations")?
         .get(RECORD)?
-        .as_str()?;
-    Some(serde_json::from_str(text).unwrap())
+        .as_str()
 }
 
 /// Checks that `hardened` is `baseline` plus exactly the recorded changes; returns how many
@@ -489,7 +521,7 @@ fn compare(baseline: Vec<Value>, hardened: Vec<Value>) -> Result<usize, String> 
             let expected = match record_of(h) {
                 Some(record) => {
                     changed += 1;
-                    with_recorded_changes(b.clone(), &record)
+                    with_recorded_changes(b.clone(), record)
                 }
                 None => b.clone(),
             };
@@ -515,7 +547,7 @@ fn every_chart_means_the_same_through_helm_3_helm_4_and_kustomize() {
     let helm = Helm::new(&dir);
     let mut passed = BTreeMap::<&str, usize>::new();
     let mut failures = Vec::new();
-    let mut hardened_objects = 0;
+    let mut hardened = BTreeMap::<&str, usize>::new();
     let started = Instant::now();
     for (name, rendering) in &corpus {
         kubectl.install_crds(rendering);
@@ -537,31 +569,36 @@ fn every_chart_means_the_same_through_helm_3_helm_4_and_kustomize() {
                         "the API server refuses differently:\n  before: {refused}\n  after:  {refused_after}"
                     ));
                 }
-                compare(baseline, stored)
+                let changed = compare(baseline.clone(), stored.clone())?;
+                // The comparison itself must see a difference hardening did not record.
+                let mut tampered = stored;
+                if let Some(object) = tampered.iter_mut().find(|o| record_of(o).is_some()) {
+                    object["metadata"]["labels"]["not-recorded"] = json!("x");
+                    if compare(baseline, tampered).is_ok() {
+                        return Err("the comparison misses an unrecorded change".into());
+                    }
+                }
+                Ok(changed)
             })();
             match outcome {
                 Ok(changed) => {
                     *passed.entry(route_name(route)).or_default() += 1;
-                    if route == Route::Helm3 {
-                        hardened_objects += changed;
-                    }
+                    *hardened.entry(route_name(route)).or_default() += changed;
                 }
                 Err(e) => failures.push(format!("{name} via {}: {e}", route_name(route))),
             }
         }
     }
     for route in [Route::Helm3, Route::Helm4, Route::Kustomize] {
+        let name = route_name(route);
         println!(
-            "{}: charts: {}/{}",
-            route_name(route),
-            passed.get(route_name(route)).copied().unwrap_or(0),
-            corpus.len()
+            "{name}: charts: {}/{} ({} workloads hardened)",
+            passed.get(name).copied().unwrap_or(0),
+            corpus.len(),
+            hardened.get(name).copied().unwrap_or(0)
         );
     }
-    println!(
-        "{hardened_objects} workloads hardened across the corpus in {:.0?}",
-        started.elapsed()
-    );
+    println!("corpus checked in {:.0?}", started.elapsed());
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
@@ -576,4 +613,223 @@ fn route_name(route: Route) -> &'static str {
         Route::Helm4 => "helm 4 postrenderer/v1 plugin",
         Route::Kustomize => "kustomize exec KRM function",
     }
+}
+
+/// Every scalar form go-yaml v2 resolves specially (and near misses), as a value and as a key.
+const SCALAR_FORMS: &[&str] = &[
+    "y",
+    "Y",
+    "yes",
+    "Yes",
+    "YES",
+    "n",
+    "N",
+    "no",
+    "No",
+    "NO",
+    "true",
+    "True",
+    "TRUE",
+    "false",
+    "False",
+    "FALSE",
+    "on",
+    "On",
+    "ON",
+    "off",
+    "Off",
+    "OFF",
+    "yEs",
+    "oN",
+    "null",
+    "Null",
+    "NULL",
+    "~",
+    "nULL",
+    "0",
+    "42",
+    "-42",
+    "+42",
+    "0755",
+    "-0755",
+    "0o755",
+    "0O755",
+    "0x1F",
+    "0X1f",
+    "-0x1F",
+    "0b101",
+    "-0b101",
+    "1_000",
+    "1__0",
+    "_1",
+    "0_755",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "18446744073709551615",
+    "08",
+    "0778",
+    "1.5",
+    "-1.5",
+    "1.",
+    ".5",
+    "-.5",
+    "1e3",
+    "1E+3",
+    "1_000.5",
+    "6.02e23",
+    ".5_5",
+    "._5",
+    "1e400",
+    "nan",
+    "inf",
+    "Infinity",
+    ".",
+    "1:20",
+    "190:20:30",
+    "2001-12-14",
+    "2001-12-14T21:59:43.10Z",
+    "2001-12-14 21:59:43.10",
+    "=",
+    "1.2.3",
+    "0x",
+    "0b102",
+    "+",
+    "12:30",
+    "v1",
+    "0.0.0.0",
+    "'no'",
+    "\"yes\"",
+    "\"0755\"",
+    "'1_000'",
+    "!!str 0755",
+    "!!str yes",
+    "!!int \"0755\"",
+    "!!float 1",
+    "!!bool \"on\"",
+    "!!binary aGVsbG8=",
+    "!custom 12",
+    "! 12",
+    "!!timestamp 2001-12-14",
+];
+
+/// Forms that are only values (no key form), or documents of their own.
+const DOCUMENT_FORMS: &[&str] = &[
+    "value: |\n  no\n  0755\n",
+    "value: >-\n  yes\n",
+    "key: {.nan: a, .inf: b, -.inf: c, 1e6: d, 0.1: e, 1.5: f, 0x10: g}\n",
+    "value: {<<: {a: 1, b: 1}, b: 2}\n",
+    "value: {b: 2, <<: {a: 1, b: 1}}\n",
+    "value: {<<: [{a: 1}, {a: 2, c: 2}]}\n",
+    "value: {\"<<\": {a: 1}}\n",
+    "value: &x {a: 1}\nkey: *x\n",
+    "value: {a: 1, a: 2}\n",
+];
+
+/// Forms pod-hardener must refuse, as kubectl does.
+const REFUSED_FORMS: &[&str] = &[
+    "value: .nan\n",
+    "value: -.inf\n",
+    "value: !!int abc\n",
+    "value: !!binary aGVsbG8\n",
+    "value: *missing\n",
+    "value: {<<: 1}\n",
+    "key: {~: a}\n",
+];
+
+fn scalar_document(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: yamltable.pod-hardener.io/v1\nkind: Scalar\nmetadata:\n  name: {name}\n{body}"
+    )
+}
+
+/// Numbers compare as numbers (the API server stores JSON numbers as int64 or float64).
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn the_yaml_table_reads_as_kubectl_and_the_api_server_read_it() {
+    let control_plane = ControlPlane::start();
+    let kubectl = Kubectl {
+        control_plane: &control_plane,
+    };
+    kubectl.install_crds(
+        b"apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: scalars.yamltable.pod-hardener.io\nspec:\n  group: yamltable.pod-hardener.io\n  scope: Cluster\n  names: {plural: scalars, singular: scalar, kind: Scalar}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
+    );
+    let mut documents: Vec<String> = Vec::new();
+    for (i, form) in SCALAR_FORMS.iter().enumerate() {
+        documents.push(scalar_document(
+            &format!("value-{i}"),
+            &format!("value: {form}\n"),
+        ));
+        // Key forms: those whose key go-yaml can turn into a JSON key.
+        if !matches!(
+            *form,
+            "~" | "null" | "Null" | "NULL" | "9223372036854775808" | "18446744073709551615"
+        ) && !form.starts_with('!')
+        {
+            documents.push(scalar_document(
+                &format!("key-{i}"),
+                &format!("key: {{{form}: k}}\n"),
+            ));
+        }
+    }
+    for (i, body) in DOCUMENT_FORMS.iter().enumerate() {
+        documents.push(scalar_document(&format!("document-{i}"), body));
+    }
+    let stream = documents.join("---\n");
+    let ours = pod_hardener::manifest::read_documents(stream.as_bytes()).unwrap();
+    let (stored, refused) = kubectl.stored(stream.as_bytes());
+    assert_eq!(
+        stored.len(),
+        documents.len(),
+        "kubectl refused some: {refused}"
+    );
+    let mut checked = 0;
+    for (doc, theirs) in ours.iter().zip(&stored) {
+        assert_eq!(doc.object["metadata"]["name"], theirs["metadata"]["name"]);
+        for field in ["value", "key"] {
+            assert!(
+                same_json(&doc.object[field], &theirs[field]),
+                "{}: pod-hardener reads {field} as {}, kubectl and the API server as {}\nin:\n{}",
+                theirs["metadata"]["name"],
+                doc.object[field],
+                theirs[field],
+                documents[checked]
+            );
+        }
+        checked += 1;
+    }
+    for (i, body) in REFUSED_FORMS.iter().enumerate() {
+        let document = scalar_document(&format!("refused-{i}"), body);
+        assert!(
+            pod_hardener::manifest::read_documents(document.as_bytes()).is_err(),
+            "pod-hardener reads {body}"
+        );
+        let o = kubectl.run(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            document.as_bytes(),
+        );
+        assert!(
+            !o.status.success(),
+            "kubectl accepts {body}: {}",
+            text(&o.stdout)
+        );
+    }
+    println!(
+        "yaml table: {checked} documents read alike, {} refused alike",
+        REFUSED_FORMS.len()
+    );
 }
