@@ -833,3 +833,128 @@ fn the_yaml_table_reads_as_kubectl_and_the_api_server_read_it() {
         REFUSED_FORMS.len()
     );
 }
+
+/// Charts of the corpus whose workloads are all admitted at `restricted` once hardened, and
+/// that register no webhooks (which would intercept the test's own requests).
+const INSTALL_SAMPLE: &[&str] = &[
+    "jaeger",
+    "prometheus-mongodb-exporter",
+    "prometheus-statsd-exporter",
+];
+
+#[test]
+fn helm_4_installs_a_sample_of_the_corpus_into_a_restricted_namespace() {
+    let corpus: BTreeMap<String, Vec<u8>> = renderings().into_iter().collect();
+    let control_plane = ControlPlane::start();
+    let kubectl = Kubectl {
+        control_plane: &control_plane,
+    };
+    kubectl.must(&["create", "namespace", NAMESPACE], b"");
+    kubectl.must(
+        &[
+            "label",
+            "namespace",
+            NAMESPACE,
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+        b"",
+    );
+    let dir = control_plane.dir().join("install");
+    let helm = Helm::new(&dir);
+    let kubeconfig = control_plane.kubeconfig_path().to_str().unwrap().to_owned();
+    let mut deployments = 0;
+    for name in INSTALL_SAMPLE {
+        let rendering = &corpus[*name];
+        let chart = one_template_chart(&dir.join(name), rendering);
+        let o = helm.run(
+            "helm4",
+            &[
+                "install",
+                name,
+                chart.to_str().unwrap(),
+                "--namespace",
+                NAMESPACE,
+                "--kubeconfig",
+                &kubeconfig,
+                "--post-renderer",
+                "pod-hardener",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "helm install {name}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        // Unhardened, the chart's first Deployment's Pod is denied here (the control; after the
+        // install, which creates its ServiceAccount).
+        let deployment = pod_hardener::manifest::read_documents(rendering)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.object)
+            .find(|o| o["kind"] == "Deployment")
+            .expect("the sample charts have a Deployment");
+        let probe = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": format!("probe-{name}"), "namespace": NAMESPACE},
+            "spec": deployment["spec"]["template"]["spec"],
+        });
+        let o = kubectl.run(
+            &["create", "--dry-run=server", "-f", "-"],
+            &serde_json::to_vec(&probe).unwrap(),
+        );
+        assert!(
+            !o.status.success()
+                && text(&o.stderr).contains("violates PodSecurity \"restricted:latest\""),
+            "{name}: the unhardened Pod is not denied: {}",
+            text(&o.stderr)
+        );
+        deployments += 1;
+    }
+    // Every Deployment's ReplicaSet gets its Pods admitted (no node runs them; admission is the
+    // point), and none was refused.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let pods: Value = serde_json::from_str(
+            &kubectl.must(&["get", "pods", "-n", NAMESPACE, "-o", "json"], b""),
+        )
+        .unwrap();
+        let owned = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet")
+            .count();
+        if owned >= deployments {
+            break;
+        }
+        let events = kubectl.must(
+            &[
+                "get",
+                "events",
+                "-n",
+                NAMESPACE,
+                "--field-selector",
+                "reason=FailedCreate",
+                "-o",
+                "json",
+            ],
+            b"",
+        );
+        let events: Value = serde_json::from_str(&events).unwrap();
+        assert!(
+            events["items"].as_array().unwrap().is_empty(),
+            "Pods refused: {events}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "only {owned} of {deployments} Deployments' Pods created"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "helm install: {deployments}/{} sample charts installed with their Pods admitted at restricted",
+        INSTALL_SAMPLE.len()
+    );
+}
