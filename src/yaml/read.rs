@@ -363,11 +363,11 @@ impl<'a> Builder<'a> {
     }
 
     fn mapping(&mut self, path: &mut FieldPath) -> Result<Tree, YamlError> {
-        let mut entries: Vec<(String, Tree)> = Vec::new();
+        let mut entries = Entries::default();
         loop {
             let (event, key_span) = self.next()?;
             if matches!(event, Event::MappingEnd) {
-                return Ok(Tree::Map(entries));
+                return Ok(Tree::Map(entries.list));
             }
             let is_merge = match &event {
                 Event::Scalar(value, style, _, tag) => {
@@ -392,13 +392,13 @@ impl<'a> Builder<'a> {
             path.push_key(&key);
             let value = self.node(event, value_span, path)?;
             path.pop();
-            insert(&mut entries, key, value);
+            entries.insert(key, value);
         }
     }
 
     fn merge(
         &self,
-        entries: &mut Vec<(String, Tree)>,
+        entries: &mut Entries,
         merged: Tree,
         span: Span,
         path: &FieldPath,
@@ -413,7 +413,7 @@ impl<'a> Builder<'a> {
         match merged {
             Tree::Map(from) => {
                 for (k, v) in from {
-                    insert(entries, k, v);
+                    entries.insert(k, v);
                 }
             }
             // Earlier mappings take precedence: they are merged last.
@@ -423,7 +423,7 @@ impl<'a> Builder<'a> {
                         return Err(wrong());
                     };
                     for (k, v) in from {
-                        insert(entries, k, v);
+                        entries.insert(k, v);
                     }
                 }
             }
@@ -433,10 +433,24 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn insert(entries: &mut Vec<(String, Tree)>, key: String, value: Tree) {
-    match entries.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, v)) => *v = value,
-        None => entries.push((key, value)),
+/// A mapping being built: entries in document order, and where each key is (a large mapping
+/// must not cost quadratic time).
+#[derive(Default)]
+struct Entries {
+    list: Vec<(String, Tree)>,
+    index: HashMap<String, usize>,
+}
+
+impl Entries {
+    /// Sets `key`: a key already there keeps its position and takes the new value.
+    fn insert(&mut self, key: String, value: Tree) {
+        match self.index.get(&key) {
+            Some(&i) => self.list[i].1 = value,
+            None => {
+                self.index.insert(key.clone(), self.list.len());
+                self.list.push((key, value));
+            }
+        }
     }
 }
 

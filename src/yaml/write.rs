@@ -36,18 +36,18 @@ fn ordered_keys<'m>(
     order: Option<&'m Tree>,
 ) -> Vec<(&'m String, Option<&'m Tree>)> {
     let mut keys = Vec::with_capacity(map.len());
+    let mut seen = std::collections::HashSet::new();
     if let Some(Tree::Map(entries)) = order {
         for (k, child) in entries {
             if let Some((key, _)) = map.get_key_value(k) {
+                seen.insert(key.as_str());
                 keys.push((key, Some(child)));
             }
         }
     }
-    if keys.len() < map.len() {
-        for key in map.keys() {
-            if !keys.iter().any(|(k, _)| *k == key) {
-                keys.push((key, None));
-            }
+    for key in map.keys() {
+        if !seen.contains(key.as_str()) {
+            keys.push((key, None));
         }
     }
     keys
@@ -319,10 +319,16 @@ mod tests {
     use crate::yaml::read::parse_stream;
     use serde_json::json;
 
+    /// `text` as go-yaml v2 reads it (our reader), checked to be what a YAML 1.2 reader
+    /// (libyaml through serde_yaml_ng) reads too.
     fn read_back(text: &str) -> Value {
         let docs = parse_stream(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
         assert_eq!(docs.len(), 1, "{text}");
-        docs[0].tree.to_json().unwrap()
+        let ours = docs[0].tree.to_json().unwrap();
+        let yaml12: Value =
+            serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        assert_eq!(yaml12, ours, "YAML 1.2 reads differently:\n{text}");
+        ours
     }
 
     /// Strings that some YAML reader reads as something other than that string when unquoted,
@@ -650,6 +656,33 @@ mod tests {
             ("a\u{2028}\nb", false),
         ] {
             assert_eq!(literal_block_keeps(s), literal, "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Random strings over the characters YAML treats specially, digits, spaces, line breaks,
+        /// controls and any Unicode, read back as themselves as values and as keys.
+        #[test]
+        fn random_strings_read_back_as_themselves(
+            chars in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        ' ', '\t', '\n', '\r', ':', '#', '-', '?', ',', '[', ']', '{', '}', '&',
+                        '*', '!', '|', '>', '\'', '"', '%', '@', '`', '.', '_', '+', '~', '\\',
+                        '0', '1', '7', '8', 'e', 'x', 'o', 'b', 'y', 'n', 'N', 'T', 'Z', '\u{85}',
+                        '\u{a0}', '\u{2028}', '\u{feff}', '\u{0}', '\u{1b}', 'é',
+                    ]),
+                    proptest::prelude::any::<char>(),
+                ],
+                0..16,
+            )
+        ) {
+            let s: String = chars.into_iter().collect();
+            for value in [json!({ "v": s }), json!({ s.clone(): [s, 1] })] {
+                let text = write_document(&value, None);
+                proptest::prop_assert_eq!(read_back(&text), value, "{}", text);
+            }
         }
     }
 }
