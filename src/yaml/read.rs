@@ -143,6 +143,10 @@ fn is_simple_key(k: &str) -> bool {
 /// (billion laughs); this bound is simpler and as safe.
 const MAX_ALIAS_NODES: usize = 1_000_000;
 
+/// How deeply collections may nest: Kubernetes objects nest a few dozen levels; a bound keeps
+/// hostile input from exhausting the stack of this recursive reader (and of the writer).
+const MAX_DEPTH: usize = 256;
+
 /// Parses every document of `text`.
 pub fn parse_stream(text: &str) -> Result<Vec<ParsedDocument>, YamlError> {
     let mut builder = Builder {
@@ -153,6 +157,7 @@ pub fn parse_stream(text: &str) -> Result<Vec<ParsedDocument>, YamlError> {
         anchors: HashMap::new(),
         alias_nodes: 0,
         extent: None,
+        depth: 0,
     };
     builder.stream()
 }
@@ -196,6 +201,8 @@ struct Builder<'a> {
     alias_nodes: usize,
     /// Character range of the current document's root node so far.
     extent: Option<(usize, usize)>,
+    /// Collections open around the current node.
+    depth: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -339,7 +346,15 @@ impl<'a> Builder<'a> {
                 }
                 return Ok(tree.clone());
             }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.depth >= MAX_DEPTH => {
+                return Err(self.value_error(
+                    span,
+                    path,
+                    format!("collections nest more than {MAX_DEPTH} levels deep"),
+                ));
+            }
             Event::SequenceStart(anchor, _) => {
+                self.depth += 1;
                 let mut items = Vec::new();
                 loop {
                     let (event, span) = self.next()?;
@@ -350,9 +365,15 @@ impl<'a> Builder<'a> {
                     items.push(self.node(event, span, path)?);
                     path.pop();
                 }
+                self.depth -= 1;
                 (Tree::Seq(items), anchor)
             }
-            Event::MappingStart(anchor, _) => (self.mapping(path)?, anchor),
+            Event::MappingStart(anchor, _) => {
+                self.depth += 1;
+                let tree = self.mapping(path)?;
+                self.depth -= 1;
+                (tree, anchor)
+            }
             _ => return Err(self.syntax_error_at_end("expected a node")),
         };
         if anchor != 0 {
@@ -730,6 +751,24 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        // saphyr-parser refuses deep nesting itself; MAX_DEPTH is the reader's own bound.
+        for deep in [
+            format!("{}x\n", "- ".repeat(300)),
+            format!("{}{}", "[".repeat(300), "]".repeat(300)),
+        ] {
+            let err = parse_stream(&deep).unwrap_err().to_string();
+            assert!(
+                err.ends_with("recursion limit exceeded")
+                    || err.ends_with("collections nest more than 256 levels deep"),
+                "{err}"
+            );
+        }
+        let fine = format!("a: {}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse_stream(&fine).is_ok());
     }
 
     #[test]
