@@ -20,21 +20,10 @@ modules="$root/e2e/controlplane"
 # Change this when the flags below change, so that cached binaries are rebuilt.
 recipe="cgo0 trimpath ldflags-s-w version-x p2 v1"
 
-if command -v go >/dev/null 2>&1; then
-    go=go
-elif [ -x /usr/local/go/bin/go ]; then
-    go=/usr/local/go/bin/go
-else
-    echo "build-control-plane: no Go toolchain (go on PATH or /usr/local/go/bin/go)" >&2
-    exit 1
-fi
-
-hash="$(
-    {
-        echo "$recipe"
-        cat "$modules/go.mod" "$modules/go.sum" "$modules/etcd/go.mod" "$modules/etcd/go.sum"
-    } | sha256sum | cut -c1-16
-)"
+# shellcheck source=scripts/lib-go-build.sh
+. "$root/scripts/lib-go-build.sh"
+find_go build-control-plane
+hash="$(cache_key "$recipe" "$modules/go.mod" "$modules/go.sum" "$modules/etcd/go.mod" "$modules/etcd/go.sum")"
 cache="${POD_HARDENER_CACHE:-$HOME/.cache/pod-hardener}/control-plane"
 dest="$cache/$hash"
 bin="$dest/bin"

@@ -41,6 +41,10 @@ echo "== control plane for the end-to-end tests (cached after the first build)"
 POD_HARDENER_CONTROL_PLANE_BIN="$(scripts/build-control-plane.sh | tail -n 1)"
 export POD_HARDENER_CONTROL_PLANE_BIN
 
+echo "== helm 3, helm 4, kustomize and kubectl for the chart corpus test (cached after the first build)"
+POD_HARDENER_TOOLS_BIN="$(scripts/build-tools.sh | tail -n 1)"
+export POD_HARDENER_TOOLS_BIN
+
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

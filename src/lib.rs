@@ -17,3 +17,4 @@ pub mod policy;
 pub mod pss;
 pub mod server;
 pub mod workload;
+pub mod yaml;

@@ -18,10 +18,24 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_line(&error));
             ExitCode::from(cli::EXIT_BAD_INPUT as u8)
         }
     }
+}
+
+/// The error and its causes on one line, each said once: our errors carry their source in their
+/// own message (as kube's do), so anyhow's `{:#}` chain would repeat it.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -42,6 +56,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out = cli::harden::run(&input, &args.options())?;
             std::io::stderr().lock().write_all(out.stderr.as_bytes())?;
             std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Krm(args) => {
+            let input = args.input.read()?;
+            let out = cli::krm::run(&input, &args)?;
+            std::io::stdout().lock().write_all(out.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {

@@ -6,7 +6,6 @@
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// A kind that carries a PodSpec.
@@ -125,7 +124,7 @@ pub enum ExtractError {
         pointer: String,
     },
     /// The PodSpec or its metadata does not have the shape of a Kubernetes PodSpec.
-    #[error("{kind} has an invalid pod {part} at {pointer}: {source}")]
+    #[error("{kind} has an invalid pod {part} at {pointer}: {field}: {source}")]
     Invalid {
         /// The kind.
         kind: WorkloadKind,
@@ -133,6 +132,8 @@ pub enum ExtractError {
         part: &'static str,
         /// Where it is.
         pointer: String,
+        /// The field that is wrong, from the object's root: `spec.volumes[0].configMap`.
+        field: String,
         /// What serde said.
         #[source]
         source: serde_json::Error,
@@ -156,6 +157,36 @@ fn lookup<'v>(root: &'v Value, tokens: &[&str]) -> Option<&'v Value> {
     tokens.iter().try_fold(root, |v, t| v.get(t))
 }
 
+/// Reads one typed part of an object; on failure, names the field that is wrong.
+fn deserialize_part<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    kind: WorkloadKind,
+    part: &'static str,
+    tokens: &[&str],
+) -> Result<T, ExtractError> {
+    T::deserialize(value).map_err(|source| {
+        // Only now track the path: doing it on every review would cost the webhook's hot path.
+        let (inner, source) = match serde_path_to_error::deserialize::<_, T>(value) {
+            Err(e) => (e.path().to_string(), e.into_inner()),
+            Ok(_) => (String::new(), source),
+        };
+        let mut field = tokens.join(".");
+        if !inner.is_empty() && inner != "." {
+            if !inner.starts_with('[') {
+                field.push('.');
+            }
+            field.push_str(&inner);
+        }
+        ExtractError::Invalid {
+            kind,
+            part,
+            pointer: pointer_string(tokens),
+            field,
+            source,
+        }
+    })
+}
+
 /// Reads the typed pod metadata and spec of `object`, a `kind` object in JSON form.
 pub fn extract(kind: WorkloadKind, object: &Value) -> Result<PodParts, ExtractError> {
     let spec_tokens = kind.pod_spec_tokens();
@@ -165,21 +196,11 @@ pub fn extract(kind: WorkloadKind, object: &Value) -> Result<PodParts, ExtractEr
             kind,
             pointer: pointer_string(&spec_tokens),
         })?;
-    let spec = PodSpec::deserialize(spec_value).map_err(|source| ExtractError::Invalid {
-        kind,
-        part: "spec",
-        pointer: pointer_string(&spec_tokens),
-        source,
-    })?;
+    let spec = deserialize_part(spec_value, kind, "spec", &spec_tokens)?;
     let meta_tokens = kind.pod_metadata_tokens();
     let metadata = match lookup(object, &meta_tokens).filter(|v| !v.is_null()) {
         None => ObjectMeta::default(),
-        Some(v) => ObjectMeta::deserialize(v).map_err(|source| ExtractError::Invalid {
-            kind,
-            part: "metadata",
-            pointer: pointer_string(&meta_tokens),
-            source,
-        })?,
+        Some(v) => deserialize_part(v, kind, "metadata", &meta_tokens)?,
     };
     Ok(PodParts { metadata, spec })
 }
@@ -250,8 +271,20 @@ mod tests {
         let err = extract(WorkloadKind::Pod, &json!({"spec": {"containers": "x"}})).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("Pod has an invalid pod spec at /spec: "),
+                .starts_with("Pod has an invalid pod spec at /spec: spec.containers: invalid type"),
             "{err}"
+        );
+        let err = extract(
+            WorkloadKind::Deployment,
+            &json!({"spec": {"template": {"spec": {"containers": [],
+                "volumes": [{"name": "v", "configMap": {"defaultMode": "0755"}}]}}}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Deployment has an invalid pod spec at /spec/template/spec: \
+             spec.template.spec.volumes[0].configMap.defaultMode: \
+             invalid type: string \"0755\", expected i32"
         );
     }
 }

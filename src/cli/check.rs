@@ -43,7 +43,7 @@ pub fn evaluate_document(
     policy: LevelVersion,
 ) -> Result<Evaluation, CliError> {
     let mut parts = workload::extract(kind, &doc.object).map_err(|source| CliError::Object {
-        at: doc_position(doc),
+        at: ObjectRef::position(&doc_position(doc), kind.as_str(), &doc.object),
         source,
     })?;
     defaulting::apply_api_server_defaults(&mut parts.spec, kind.spec_owner());

@@ -9,6 +9,7 @@ use crate::harden::{self, Control, Hardener, Profile, Scope};
 use crate::manifest;
 use crate::pss::{self, LevelVersion, Version, defaulting};
 use crate::workload::WorkloadKind;
+use crate::yaml;
 
 use super::{CliError, ObjectRef};
 
@@ -32,82 +33,118 @@ pub struct HardenOutput {
     pub stderr: String,
 }
 
-/// Runs `harden` over `input`.
+/// What hardening did to one workload, and what will still stand in its way at admission.
+#[derive(Debug, Clone)]
+pub struct ObjectReport {
+    /// Where it is: `document 3` or `document 3 item 1`.
+    pub at: String,
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// The hardened object's name and namespace.
+    pub object: ObjectRef,
+    /// What was changed and skipped.
+    pub plan: harden::Plan,
+    /// The policy it was evaluated at (the profile's level, latest version).
+    pub policy: LevelVersion,
+    /// PSA's message when the hardened object is still denied at `policy`.
+    pub still_denied: Option<String>,
+}
+
+/// Runs `harden` over `input`. Documents that hardening leaves unchanged are written back byte
+/// for byte (comments and formatting included); changed ones are rewritten in their own key
+/// order, in YAML that every reader reads back the same ([`crate::yaml::write`]).
 pub fn run(input: &[u8], options: &HardenOptions) -> Result<HardenOutput, CliError> {
-    let docs = manifest::read_raw_documents(input)?;
+    let text = manifest::input_text(input)?;
+    let docs = manifest::read_source_documents(text)?;
     let mut out = HardenOutput::default();
-    for (index, mut doc) in docs {
-        if manifest::is_list(&doc) {
-            if let Some(Value::Array(items)) = doc.get_mut("items") {
-                for (i, item) in items.iter_mut().enumerate() {
-                    harden_object(
-                        item,
-                        &format!("document {index} item {i}"),
-                        options,
-                        &mut out.stderr,
-                    )?;
-                }
+    let mut rewritten = Vec::new();
+    for doc in docs {
+        let mut object = doc.object.clone();
+        let reports = harden_document(&mut object, &format!("document {}", doc.index), options)?;
+        if options.explain {
+            for report in &reports {
+                explain(report, &mut out.stderr);
             }
-        } else {
-            harden_object(
-                &mut doc,
-                &format!("document {index}"),
-                options,
-                &mut out.stderr,
-            )?;
         }
-        let yaml = serde_yaml_ng::to_string(&doc).map_err(|e| CliError::Yaml(e.to_string()))?;
-        out.stdout.push_str("---\n");
-        out.stdout.push_str(&yaml);
+        if object != doc.object {
+            rewritten.push((doc.content, yaml::write_document(&object, Some(&doc.tree))));
+        }
     }
+    out.stdout = yaml::splice(text, &rewritten);
     Ok(out)
+}
+
+/// Hardens the workload `object` is, or each workload of a `kind: List`, in place.
+pub fn harden_document(
+    object: &mut Value,
+    at: &str,
+    options: &HardenOptions,
+) -> Result<Vec<ObjectReport>, CliError> {
+    if !manifest::is_list(object) {
+        return Ok(harden_object(object, at, options)?.into_iter().collect());
+    }
+    let mut reports = Vec::new();
+    if let Some(Value::Array(items)) = object.get_mut("items") {
+        for (i, item) in items.iter_mut().enumerate() {
+            reports.extend(harden_object(item, &format!("{at} item {i}"), options)?);
+        }
+    }
+    Ok(reports)
 }
 
 fn harden_object(
     object: &mut Value,
     at: &str,
     options: &HardenOptions,
-    explanation: &mut String,
-) -> Result<(), CliError> {
+) -> Result<Option<ObjectReport>, CliError> {
     let Some(kind) = WorkloadKind::of_document(object) else {
-        return Ok(());
+        return Ok(None);
     };
     let hardener = Hardener::new(options.profile.clone()).skipping(options.skip.iter().copied());
     let located = |source| CliError::Harden {
-        at: at.to_owned(),
+        at: ObjectRef::position(at, kind.as_str(), object),
         source,
     };
     let hardening = hardener
         .harden(kind, object, Scope::Create)
         .map_err(located)?;
-    let hardened = hardening.hardened_object().map_err(located)?;
-    if options.explain {
-        let who = ObjectRef::of(object);
-        let policy = LevelVersion::new(options.profile.level, Version::Latest);
-        let mut as_hardened = hardening.hardened_parts().map_err(located)?.into_owned();
-        defaulting::apply_api_server_defaults(&mut as_hardened.spec, kind.spec_owner());
-        let violations = pss::evaluate(&as_hardened.metadata, &as_hardened.spec, policy);
-        let _ = writeln!(
-            explanation,
-            "{}:",
-            ObjectRef::display(kind.as_str(), who.namespace.as_deref(), &who.name)
-        );
-        explain_plan(&hardening.plan, explanation);
-        if violations.is_empty() {
-            let _ = writeln!(explanation, "  allowed at {policy}");
-        } else {
-            let _ = writeln!(
-                explanation,
-                "  still denied: {}",
-                pss::violates_message(policy, &violations)
-            );
-        }
-    }
-    *object = hardened;
-    Ok(())
+    let hardened_object = hardening.hardened_object().map_err(located)?;
+    let mut hardened = hardening.hardened_parts().map_err(located)?.into_owned();
+    let plan = hardening.plan;
+    *object = hardened_object;
+    let policy = LevelVersion::new(options.profile.level, Version::Latest);
+    defaulting::apply_api_server_defaults(&mut hardened.spec, kind.spec_owner());
+    let violations = pss::evaluate(&hardened.metadata, &hardened.spec, policy);
+    Ok(Some(ObjectReport {
+        at: at.to_owned(),
+        kind,
+        object: ObjectRef::of(object),
+        plan,
+        policy,
+        still_denied: (!violations.is_empty()).then(|| pss::violates_message(policy, &violations)),
+    }))
 }
 
-fn explain_plan(plan: &harden::Plan, out: &mut String) {
+fn explain(report: &ObjectReport, explanation: &mut String) {
+    let who = &report.object;
+    let _ = writeln!(
+        explanation,
+        "{}:",
+        ObjectRef::display(report.kind.as_str(), who.namespace.as_deref(), &who.name)
+    );
+    explain_plan(&report.plan, explanation);
+    match &report.still_denied {
+        None => {
+            let _ = writeln!(explanation, "  allowed at {}", report.policy);
+        }
+        Some(message) => {
+            let _ = writeln!(explanation, "  still denied: {message}");
+        }
+    }
+}
+
+/// One line per change, skip and annotation error of `plan`.
+pub fn explain_plan(plan: &harden::Plan, out: &mut String) {
     if plan.changes.is_empty() {
         let _ = writeln!(out, "  changed: nothing");
     }

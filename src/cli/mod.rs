@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod check;
 pub mod harden;
+pub mod krm;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -58,9 +59,9 @@ pub enum CliError {
     /// Writing JSON output failed.
     #[error("cannot write JSON output: {0}")]
     Output(#[source] serde_json::Error),
-    /// Writing YAML output failed.
-    #[error("cannot write YAML output: {0}")]
-    Yaml(String),
+    /// The input of `krm` is not a ResourceList this function can run on.
+    #[error("invalid ResourceList: {0}")]
+    Krm(String),
 }
 
 /// pod-hardener: hardens Pods to the Pod Security Standards and checks them like Pod Security
@@ -85,6 +86,13 @@ pub enum Command {
     /// Writes every document back on stdout in order. Exit 0 on success (even if violations
     /// remain; use `check` to gate), 2 on bad input.
     Harden(HardenArgs),
+    /// Run as a KRM function (kustomize exec transformer, `kpt fn eval --exec`): a ResourceList
+    /// on stdin, the hardened ResourceList on stdout, with `results` saying what was changed and
+    /// what will still be denied.
+    ///
+    /// The function's functionConfig (a ConfigMap's data, or an object's spec) may set `level`,
+    /// `mode` and `skip`, overriding the flags. Exit 0 on success, 2 on bad input.
+    Krm(HardenArgs),
     /// Serve /mutate and /validate over HTTPS (and /metrics over HTTP).
     Serve(serve::ServeArgs),
     /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
@@ -226,6 +234,15 @@ impl ObjectRef {
                 .unwrap_or_else(|| "<unnamed>".into()),
             namespace: field("namespace"),
         }
+    }
+
+    /// `document 3 (Deployment apps/web)`: where an object is, for error messages.
+    pub fn position(at: &str, kind: &str, object: &Value) -> String {
+        let who = ObjectRef::of(object);
+        format!(
+            "{at} ({})",
+            ObjectRef::display(kind, who.namespace.as_deref(), &who.name)
+        )
     }
 
     /// `Kind namespace/name`, or `Kind name` without a namespace.
