@@ -584,6 +584,9 @@ async fn hold_the_budget(state: &AppState) -> BodyShare {
 async fn a_body_without_room_in_the_budget_waits_until_the_timeout_then_gets_503() {
     let state = state_with_room_for_one_body();
     let held = hold_the_budget(&state).await;
+    let in_flight = format!("pod_hardener_request_body_bytes_in_flight {MAX_BODY}");
+    let exposition = get(&state, RouteSet::Metrics, "/metrics").await.text();
+    assert!(exposition.lines().any(|l| l == in_flight), "{exposition}");
     let started = tokio::time::Instant::now();
     let answer = call(&state, "/mutate", EXAMPLE_REVIEW).await;
     answer.assert_transport_error(StatusCode::SERVICE_UNAVAILABLE);

@@ -16,7 +16,7 @@ use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTE
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::budget::{BodyBudget, BodyError};
-use super::metrics::{Endpoint, Metrics};
+use super::metrics::{self, Endpoint, Metrics};
 use crate::admission::{self, AdmissionSettings, Outcome};
 use crate::namespaces::NamespacePolicies;
 
@@ -160,7 +160,16 @@ where
         "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
         "/readyz" => return Ok(readiness(&state)),
         "/metrics" => {
-            let mut rsp = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            let mut exposition = state.metrics.render();
+            let budget = &state.body_budget;
+            metrics::write_gauge(
+                &mut exposition,
+                "pod_hardener_request_body_bytes_in_flight",
+                "Request-body bytes held by requests being read or decided, out of limits.maxInFlightBodyBytes.",
+                u64::try_from(budget.total().saturating_sub(budget.available()))
+                    .unwrap_or(u64::MAX),
+            );
+            let mut rsp = Response::new(Full::new(Bytes::from(exposition)));
             rsp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
