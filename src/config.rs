@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::admission::{AdmissionSettings, Exemptions};
 use crate::harden::HardeningSettings;
 use crate::policy::{DefaultPolicy, Defaults};
+use crate::server::routes::RequestLimits;
+use crate::server::transport::TransportLimits;
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -120,14 +122,23 @@ impl Default for TlsSettings {
     }
 }
 
+/// The most `limits.maxConcurrentStreams`: each stream adds its HTTP/2 window (64 KiB) to the
+/// memory a connection may hold.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
 /// `limits`: every wait and buffer of the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request body; 413 beyond it.
     pub max_body_bytes: usize,
+    /// Request-body bytes the whole process may hold at once, across every connection and
+    /// stream; a request waits for its share (within `requestTimeout`), then gets 503.
+    pub max_in_flight_body_bytes: usize,
     /// Most open connections; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams (requests) per connection.
+    pub max_concurrent_streams: u32,
     /// TLS handshake deadline.
     pub handshake_timeout: HumanDuration,
     /// Deadline to receive a request's headers.
@@ -152,7 +163,13 @@ impl Default for Limits {
         Limits {
             // An object may be 3 MiB and an UPDATE review carries it twice.
             max_body_bytes: 8 * 1024 * 1024,
+            // Four bodies of the largest size at once, or thousands of ordinary (few-KiB)
+            // reviews: a quarter of the shipped 128 MiB memory limit.
+            max_in_flight_body_bytes: 32 * 1024 * 1024,
             max_connections: 1024,
+            // The API server opens another connection when one has no stream left, so a low
+            // number costs nothing; 128 (hyper's default) let one connection ask for 1 GiB.
+            max_concurrent_streams: 32,
             handshake_timeout: HumanDuration(Duration::from_secs(5)),
             header_read_timeout: HumanDuration(Duration::from_secs(5)),
             first_request_timeout: HumanDuration(Duration::from_secs(10)),
@@ -160,6 +177,29 @@ impl Default for Limits {
             idle_timeout: HumanDuration(Duration::from_secs(90)),
             drain_timeout: HumanDuration(Duration::from_secs(20)),
             namespace_lookup_timeout: HumanDuration(Duration::from_secs(2)),
+        }
+    }
+}
+
+impl From<&Limits> for TransportLimits {
+    fn from(limits: &Limits) -> Self {
+        TransportLimits {
+            max_connections: limits.max_connections,
+            max_concurrent_streams: limits.max_concurrent_streams,
+            handshake_timeout: limits.handshake_timeout.0,
+            header_read_timeout: limits.header_read_timeout.0,
+            first_request_timeout: limits.first_request_timeout.0,
+            idle_timeout: limits.idle_timeout.0,
+        }
+    }
+}
+
+impl From<&Limits> for RequestLimits {
+    fn from(limits: &Limits) -> Self {
+        RequestLimits {
+            max_body_bytes: limits.max_body_bytes,
+            max_in_flight_body_bytes: limits.max_in_flight_body_bytes,
+            request_timeout: limits.request_timeout.0,
         }
     }
 }
@@ -247,15 +287,32 @@ impl Default for ConfigFile {
     }
 }
 
-/// The validated configuration the server runs with.
-#[derive(Debug, Clone)]
+/// The validated configuration the server runs with, parsed once into the values each part
+/// needs: the transport its limits, the routes theirs, admission its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The file's content after flags and environment were applied.
-    pub file: ConfigFile,
+    /// HTTPS address of the webhook.
+    pub listen: SocketAddr,
+    /// Plain-HTTP address of metrics and health, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The serving certificate.
+    pub tls: TlsSettings,
+    /// What each webhook connection may take.
+    pub transport: TransportLimits,
+    /// What each request may take.
+    pub requests: RequestLimits,
+    /// On SIGTERM, how long in-flight requests may take before connections are closed.
+    pub drain_timeout: Duration,
+    /// Where namespace labels come from.
+    pub namespace_source: NamespaceSource,
+    /// Deadline of the GET for a namespace missing from the cache.
+    pub namespace_lookup_timeout: Duration,
     /// The parsed default policy.
     pub defaults: Defaults,
     /// What admission decisions need.
     pub admission: AdmissionSettings,
+    /// Logging.
+    pub log: LogSettings,
 }
 
 impl ConfigFile {
@@ -289,8 +346,26 @@ impl ConfigFile {
         if l.max_body_bytes < 1024 {
             return Err(invalid("limits.maxBodyBytes", "must be at least 1024"));
         }
+        if l.max_in_flight_body_bytes < l.max_body_bytes {
+            return Err(invalid(
+                "limits.maxInFlightBodyBytes",
+                "must be at least limits.maxBodyBytes (a largest body must fit)",
+            ));
+        }
+        if u32::try_from(l.max_in_flight_body_bytes).is_err() {
+            return Err(invalid(
+                "limits.maxInFlightBodyBytes",
+                "must be below 4 GiB",
+            ));
+        }
         if l.max_connections == 0 {
             return Err(invalid("limits.maxConnections", "must be at least 1"));
+        }
+        if !(1..=MAX_CONCURRENT_STREAMS).contains(&l.max_concurrent_streams) {
+            return Err(invalid(
+                "limits.maxConcurrentStreams",
+                "must be between 1 and 256",
+            ));
         }
         for (field, d) in [
             ("limits.handshakeTimeout", l.handshake_timeout),
@@ -327,14 +402,32 @@ impl ConfigFile {
                 message: e.to_string(),
             }
         })?;
-        let admission = AdmissionSettings {
-            hardening: self.hardening.clone(),
-            exemptions: self.exemptions.clone(),
-        };
+        let ConfigFile {
+            listen,
+            metrics_listen,
+            tls,
+            limits,
+            namespace_source,
+            default_policy: _,
+            hardening,
+            exemptions,
+            log,
+        } = self;
         Ok(Config {
-            file: self,
+            listen,
+            metrics_listen,
+            tls,
+            transport: TransportLimits::from(&limits),
+            requests: RequestLimits::from(&limits),
+            drain_timeout: limits.drain_timeout.0,
+            namespace_source,
+            namespace_lookup_timeout: limits.namespace_lookup_timeout.0,
             defaults,
-            admission,
+            admission: AdmissionSettings {
+                hardening,
+                exemptions,
+            },
+            log,
         })
     }
 }
@@ -346,7 +439,7 @@ mod tests {
     #[test]
     fn an_empty_file_is_the_defaults() {
         let c = ConfigFile::parse("").unwrap().validate().unwrap();
-        assert_eq!(c.file, ConfigFile::default());
+        assert_eq!(c, ConfigFile::default().validate().unwrap());
         assert_eq!(c.defaults.enforce.to_string(), "restricted:latest");
     }
 
@@ -368,10 +461,11 @@ log: {format: json, level: debug}
         .unwrap()
         .validate()
         .unwrap();
-        assert_eq!(c.file.listen.to_string(), "127.0.0.1:9443");
-        assert_eq!(c.file.metrics_listen, None);
-        assert_eq!(c.file.tls.reload_interval.0, Duration::from_millis(500));
-        assert_eq!(c.file.limits.drain_timeout.0, Duration::from_secs(60));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9443");
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.tls.reload_interval.0, Duration::from_millis(500));
+        assert_eq!(c.drain_timeout, Duration::from_secs(60));
+        assert_eq!(c.requests.max_body_bytes, 2048);
         assert_eq!(c.defaults.enforce.to_string(), "baseline:latest");
         assert_eq!(c.admission.hardening.run_as_user, Some(1000));
         assert!(c.admission.exemptions.runtime_class_names.contains("kata"));
@@ -382,6 +476,22 @@ log: {format: json, level: debug}
         for (yaml, expected_field) in [
             ("limits: {maxBodyBytes: 10}", "limits.maxBodyBytes"),
             ("limits: {drainTimeout: 0s}", "limits.drainTimeout"),
+            (
+                "limits: {maxBodyBytes: 4096, maxInFlightBodyBytes: 2048}",
+                "limits.maxInFlightBodyBytes",
+            ),
+            (
+                "limits: {maxInFlightBodyBytes: 8589934592}",
+                "limits.maxInFlightBodyBytes",
+            ),
+            (
+                "limits: {maxConcurrentStreams: 0}",
+                "limits.maxConcurrentStreams",
+            ),
+            (
+                "limits: {maxConcurrentStreams: 257}",
+                "limits.maxConcurrentStreams",
+            ),
             ("defaultPolicy: {enforce: strict}", "defaultPolicy.enforce"),
             (
                 "defaultPolicy: {auditVersion: v2.0}",

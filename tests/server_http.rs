@@ -8,21 +8,22 @@ mod support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::{Body, Frame};
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
 use pod_hardener::admission::AdmissionSettings;
-use pod_hardener::config::Limits;
+use pod_hardener::config::{HumanDuration, Limits};
 use pod_hardener::namespaces::NamespacePolicies;
 use pod_hardener::policy::DefaultPolicy;
-use pod_hardener::server::metrics::Metrics;
-use pod_hardener::server::routes::{self, AppState, RouteSet};
+use pod_hardener::server::budget::BodyShare;
+use pod_hardener::server::routes::{self, AppState, RequestLimits, RouteSet};
 use support::{
     EXAMPLE_REVIEW, EXAMPLE_UID, apply_patch, decode_patch, example_pod, example_review,
     pod_review, response_of, restricted_violations,
@@ -32,17 +33,22 @@ use support::{
 const MAX_BODY: usize = 64 * 1024;
 
 fn state() -> Arc<AppState> {
-    let defaults = DefaultPolicy::default().parse().unwrap();
-    Arc::new(AppState {
-        limits: Limits {
-            max_body_bytes: MAX_BODY,
-            ..Limits::default()
-        },
-        admission: AdmissionSettings::default(),
-        namespaces: NamespacePolicies::fixed(&defaults),
-        metrics: Metrics::default(),
-        serving: AtomicBool::new(true),
+    state_with(Limits {
+        max_body_bytes: MAX_BODY,
+        ..Limits::default()
     })
+}
+
+/// Serving routes with `limits`, the default admission settings and the static default policy.
+fn state_with(limits: Limits) -> Arc<AppState> {
+    let defaults = DefaultPolicy::default().parse().unwrap();
+    let state = AppState::new(
+        RequestLimits::from(&limits),
+        AdmissionSettings::default(),
+        NamespacePolicies::fixed(&defaults),
+    );
+    state.serving.store(true, Ordering::Release);
+    Arc::new(state)
 }
 
 /// An answer, read in full.
@@ -546,6 +552,87 @@ async fn body_over_the_limit_with_content_length_is_413() {
         .review();
     assert_eq!(response["uid"], EXAMPLE_UID);
     assert_eq!(response["allowed"], true);
+}
+
+/// `state()` with an in-flight body budget of one largest body and a short request timeout.
+/// The request timeout of [`state_with_room_for_one_body`].
+const BUDGET_WAIT: Duration = Duration::from_millis(300);
+
+fn state_with_room_for_one_body() -> Arc<AppState> {
+    state_with(Limits {
+        max_body_bytes: MAX_BODY,
+        max_in_flight_body_bytes: MAX_BODY,
+        request_timeout: HumanDuration(BUDGET_WAIT),
+        ..Limits::default()
+    })
+}
+
+/// Takes the whole in-flight budget of `state`, as another request's body would.
+async fn hold_the_budget(state: &AppState) -> BodyShare {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let body = Full::new(Bytes::from(vec![b' '; MAX_BODY]));
+    let (_, share) = state
+        .body_budget
+        .read(body, Some(MAX_BODY), MAX_BODY, deadline)
+        .await
+        .unwrap();
+    assert_eq!(state.body_budget.available(), 0);
+    share
+}
+
+#[tokio::test]
+async fn a_body_without_room_in_the_budget_waits_until_the_timeout_then_gets_503() {
+    let state = state_with_room_for_one_body();
+    let held = hold_the_budget(&state).await;
+    let in_flight = format!("pod_hardener_request_body_bytes_in_flight {MAX_BODY}");
+    let exposition = get(&state, RouteSet::Metrics, "/metrics").await.text();
+    assert!(exposition.lines().any(|l| l == in_flight), "{exposition}");
+    let started = tokio::time::Instant::now();
+    let answer = call(&state, "/mutate", EXAMPLE_REVIEW).await;
+    answer.assert_transport_error(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() >= BUDGET_WAIT,
+        "gave up after {:?}, before requestTimeout",
+        started.elapsed()
+    );
+    assert!(
+        answer.text().contains("too many request bodies"),
+        "{}",
+        answer.text()
+    );
+    assert_eq!(answer.headers.get(RETRY_AFTER).unwrap(), "1");
+    assert!(
+        state
+            .metrics
+            .render()
+            .contains("pod_hardener_http_errors_total{status=\"503\"} 1")
+    );
+    // A request that is refused returns nothing: once the holder is done, reviews are answered.
+    drop(held);
+    assert_eq!(state.body_budget.available(), MAX_BODY);
+    let response = call(&state, "/validate", EXAMPLE_REVIEW).await.review();
+    assert_eq!(response["uid"], EXAMPLE_UID);
+}
+
+#[tokio::test]
+async fn a_body_waiting_for_room_is_answered_when_room_frees_in_time() {
+    let state = state_with_room_for_one_body();
+    let held = hold_the_budget(&state).await;
+    let waiting = tokio::spawn({
+        let state = state.clone();
+        async move { call(&state, "/mutate", EXAMPLE_REVIEW).await }
+    });
+    tokio::time::sleep(BUDGET_WAIT / 3).await;
+    assert!(!waiting.is_finished(), "read a body without room for it");
+    drop(held);
+    let response = waiting.await.unwrap().review();
+    assert_eq!(response["uid"], EXAMPLE_UID);
+    assert_eq!(response["allowed"], true);
+    assert_eq!(
+        state.body_budget.available(),
+        MAX_BODY,
+        "the share is returned"
+    );
 }
 
 #[tokio::test]

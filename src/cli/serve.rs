@@ -147,7 +147,7 @@ async fn namespace_policies(
         );
         NamespacePolicies::fixed(&config.defaults)
     };
-    let source = config.file.namespace_source;
+    let source = config.namespace_source;
     if source == NamespaceSource::Static {
         return Ok(fixed());
     }
@@ -163,7 +163,7 @@ async fn namespace_policies(
     let cache = ClusterCache::start(
         client,
         config.defaults,
-        config.file.limits.namespace_lookup_timeout.0,
+        config.namespace_lookup_timeout,
         shutdown.clone(),
     );
     Ok(NamespacePolicies::Cluster(cache))

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::routes::{self, AppState, RouteSet};
+use super::transport::{ConnectionService, InSpanExecutor, TransportLimits};
 
 /// When a connection last had a request, and how many it has in flight: the idle timeout counts
 /// requests, not bytes, so HTTP/2 PINGs or a trickled frame cannot keep a connection that asks
@@ -70,101 +70,121 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves one accepted TCP connection until it closes, idles out, or the server drains.
-pub(crate) async fn serve(
-    tcp: TcpStream,
-    peer: std::net::SocketAddr,
-    tls: Option<TlsAcceptor>,
-    routes: RouteSet,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-) {
-    let limits = &state.limits;
-    match tls {
-        Some(acceptor) => {
-            let handshake = tokio::time::timeout(limits.handshake_timeout.0, acceptor.accept(tcp));
-            // Shutdown first: a connection accepted just before shutdown must not complete a
-            // handshake after it (a TLS 1.3 client sees the handshake done after one server
-            // flight, then a reset).
-            let stream = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return,
-                r = handshake => r,
-            };
-            match stream {
-                Ok(Ok(stream)) => serve_http(stream, routes, state, shutdown).await,
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
-        None => serve_http(tcp, routes, state, shutdown).await,
-    }
+/// How one accepted connection is served: its TLS (if any), its limits, and the server's drain.
+pub(crate) struct Connection {
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) limits: TransportLimits,
+    pub(crate) shutdown: CancellationToken,
 }
 
-async fn serve_http<T>(io: T, routes: RouteSet, state: Arc<AppState>, shutdown: CancellationToken)
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let activity = Arc::new(RequestActivity::new());
-    let idle_timeout = state.limits.idle_timeout.0;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.limits.header_read_timeout.0);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(128);
-    // Until its first request the connection must get there within `firstRequestTimeout`:
-    // hyper's HTTP/1.1 header timer only starts once hyper-util has told the protocols apart, and
-    // HTTP/2 has no header timer, so a client trickling the HTTP/2 preface (or sending nothing
-    // after the handshake) would otherwise hold its connection slot.
-    let first_request_deadline = tokio::time::sleep(state.limits.first_request_timeout.0);
-    let mut first_request_deadline = std::pin::pin!(first_request_deadline);
-    let service_state = state.clone();
-    let service_activity = activity.clone();
-    let service = service_fn(move |req| {
-        let in_flight = service_activity.start();
-        let answer = routes::handle(service_state.clone(), routes, req);
-        async move {
-            let answer = answer.await;
-            drop(in_flight);
-            answer
+/// The HTTP/2 flow-control window of each stream: the most body bytes a stream can have
+/// received and not yet read (the protocol's default window, which Go's clients use).
+const HTTP2_STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+
+/// The HTTP/2 window of a whole connection: room for every stream's window and one more. A
+/// request waiting for its share of the body budget leaves its body unread, and unread bytes
+/// hold the connection's window; were it smaller than its streams' windows together (hyper's
+/// default is 1 MiB for each), the waiting streams could take all of it, and the streams that
+/// hold a share could then never receive the rest of their bodies: each side waiting for the
+/// other until the request timeout. It is also the most unread body bytes a connection holds.
+fn http2_connection_window(max_concurrent_streams: u32) -> u32 {
+    max_concurrent_streams
+        .saturating_add(1)
+        .saturating_mul(HTTP2_STREAM_WINDOW_BYTES)
+        // The protocol's largest window.
+        .min(i32::MAX as u32)
+}
+
+impl Connection {
+    /// Serves `tcp` with `service` until it closes, idles out, or the server drains.
+    pub(crate) async fn serve(self, tcp: TcpStream, service: impl ConnectionService) {
+        let Some(acceptor) = self.tls.clone() else {
+            return self.serve_http(tcp, service).await;
+        };
+        let handshake = tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp));
+        // Shutdown first: a connection accepted just before shutdown must not complete a
+        // handshake after it (a TLS 1.3 client sees the handshake done after one server flight,
+        // then a reset).
+        let stream = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => return,
+            r = handshake => r,
+        };
+        match stream {
+            Ok(Ok(stream)) => self.serve_http(stream, service).await,
+            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
         }
-    });
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    let mut conn = std::pin::pin!(conn);
-    let mut closing = false;
-    // Check for idleness a few times per timeout: cheap, and closes idle connections within
-    // 125% of the limit.
-    let check_every = (idle_timeout / 4).max(Duration::from_millis(50));
-    let mut awaiting_first_request = true;
-    loop {
-        tokio::select! {
-            () = first_request_deadline.as_mut(), if awaiting_first_request => {
-                awaiting_first_request = false;
-                if !activity.any.load(Ordering::Relaxed) {
-                    // Nothing is in flight: dropping the connection closes it.
-                    tracing::debug!("Closing a connection that sent no request in time");
+    }
+
+    async fn serve_http<T>(self, io: T, service: impl ConnectionService)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = self.limits;
+        let shutdown = self.shutdown;
+        let activity = Arc::new(RequestActivity::new());
+        let idle_timeout = limits.idle_timeout;
+        let mut builder = auto::Builder::new(InSpanExecutor);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(http2_connection_window(limits.max_concurrent_streams));
+        // Until its first request the connection must get there within `firstRequestTimeout`:
+        // hyper's HTTP/1.1 header timer only starts once hyper-util has told the protocols
+        // apart, and HTTP/2 has no header timer, so a client trickling the HTTP/2 preface (or
+        // sending nothing after the handshake) would otherwise hold its connection slot.
+        let first_request_deadline = tokio::time::sleep(limits.first_request_timeout);
+        let mut first_request_deadline = std::pin::pin!(first_request_deadline);
+        let service_activity = activity.clone();
+        let service = service_fn(move |req| {
+            let in_flight = service_activity.start();
+            let answer = service.call(req);
+            async move {
+                let answer = answer.await;
+                drop(in_flight);
+                answer
+            }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = false;
+        // Check for idleness a few times per timeout: cheap, and closes idle connections within
+        // 125% of the limit.
+        let check_every = (idle_timeout / 4).max(Duration::from_millis(50));
+        let mut awaiting_first_request = true;
+        loop {
+            tokio::select! {
+                () = first_request_deadline.as_mut(), if awaiting_first_request => {
+                    awaiting_first_request = false;
+                    if !activity.any.load(Ordering::Relaxed) {
+                        // Nothing is in flight: dropping the connection closes it.
+                        tracing::debug!("Closing a connection that sent no request in time");
+                        return;
+                    }
+                }
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "Connection ended with an error");
+                    }
                     return;
                 }
-            }
-            result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "Connection ended with an error");
-                }
-                return;
-            }
-            () = shutdown.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = tokio::time::sleep(check_every), if !closing => {
-                if activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
-                    tracing::debug!("Closing an idle connection");
+                () = shutdown.cancelled(), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                }
+                () = tokio::time::sleep(check_every), if !closing => {
+                    if activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
+                        tracing::debug!("Closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
                 }
             }
         }

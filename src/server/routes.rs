@@ -3,34 +3,69 @@
 //! AdmissionReview gets a 200 with an AdmissionReview, denials included.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::metrics::{Endpoint, Metrics};
+use super::budget::{BodyBudget, BodyError};
+use super::metrics::{self, Endpoint, Metrics};
 use crate::admission::{self, AdmissionSettings, Outcome};
-use crate::config::Limits;
 use crate::namespaces::NamespacePolicies;
 
-/// What the routes share.
+/// What one admission request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Largest request body; 413 beyond it.
+    pub max_body_bytes: usize,
+    /// Request-body bytes all requests together may hold; 503 for a request that finds no room
+    /// before its deadline.
+    pub max_in_flight_body_bytes: usize,
+    /// Deadline to receive a request's body (the wait for room in the budget included).
+    pub request_timeout: Duration,
+}
+
+/// What the routes share: their limits, the admission settings and namespace policies the
+/// decisions read, the metrics they record, and readiness.
 #[derive(Debug)]
 pub struct AppState {
-    /// Limits and timeouts.
-    pub limits: Limits,
+    /// Limits of each request.
+    pub requests: RequestLimits,
+    /// The in-flight body budget (`requests.max_in_flight_body_bytes`).
+    pub body_budget: BodyBudget,
     /// Admission settings.
     pub admission: AdmissionSettings,
     /// Namespace policies.
     pub namespaces: NamespacePolicies,
-    /// Metrics.
+    /// What the server counts.
     pub metrics: Metrics,
-    /// Set once the serving certificate is loaded and the listeners are bound.
+    /// Set while the listeners accept connections; `/readyz` answers 503 otherwise.
     pub serving: AtomicBool,
+}
+
+impl AppState {
+    /// Fresh state: no metrics yet, not serving yet.
+    pub fn new(
+        requests: RequestLimits,
+        admission: AdmissionSettings,
+        namespaces: NamespacePolicies,
+    ) -> Self {
+        AppState {
+            requests,
+            body_budget: BodyBudget::new(requests.max_in_flight_body_bytes),
+            admission,
+            namespaces,
+            metrics: Metrics::default(),
+            serving: AtomicBool::new(false),
+        }
+    }
 }
 
 type Rsp = Response<Full<Bytes>>;
@@ -46,7 +81,7 @@ fn text(status: StatusCode, body: &'static str) -> Rsp {
 }
 
 fn error(state: &AppState, status: StatusCode, reason: String) -> Rsp {
-    state.metrics.record_http_error(status.as_u16());
+    state.metrics.record_http_error(status);
     let mut rsp = Response::new(Full::new(Bytes::from(reason + "\n")));
     *rsp.status_mut() = status;
     rsp.headers_mut().insert(
@@ -70,6 +105,35 @@ pub enum RouteSet {
     Webhook,
     /// The plain-HTTP port: health, readiness and metrics only.
     Metrics,
+}
+
+/// The routes of one listener as a hyper service.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    state: Arc<AppState>,
+    set: RouteSet,
+}
+
+impl Routes {
+    /// The routes `set` over `state`.
+    pub fn new(state: Arc<AppState>, set: RouteSet) -> Self {
+        Routes { state, set }
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for Routes
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Rsp;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Rsp, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        Box::pin(handle(self.state.clone(), self.set, req))
+    }
 }
 
 /// Answers one request.
@@ -96,7 +160,16 @@ where
         "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
         "/readyz" => return Ok(readiness(&state)),
         "/metrics" => {
-            let mut rsp = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            let mut exposition = state.metrics.render();
+            let budget = &state.body_budget;
+            metrics::write_gauge(
+                &mut exposition,
+                "pod_hardener_request_body_bytes_in_flight",
+                "Request-body bytes held by requests being read or decided, out of limits.maxInFlightBodyBytes.",
+                u64::try_from(budget.total().saturating_sub(budget.available()))
+                    .unwrap_or(u64::MAX),
+            );
+            let mut rsp = Response::new(Full::new(Bytes::from(exposition)));
             rsp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -134,48 +207,27 @@ where
             "an AdmissionReview must be sent as Content-Type: application/json".into(),
         ));
     }
-    let max = state.limits.max_body_bytes;
+    let max = state.requests.max_body_bytes;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Ok(error(
-            &state,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {max} bytes"),
-        ));
+        return Ok(body_error(&state, &BodyError::TooLarge { max }));
     }
     let started = Instant::now();
-    let body = match tokio::time::timeout(
-        state.limits.request_timeout.0,
-        Limited::new(req.into_body(), max).collect(),
-    )
-    .await
+    let deadline = tokio::time::Instant::now() + state.requests.request_timeout;
+    let declared = declared.and_then(|n| usize::try_from(n).ok());
+    // The share of the budget is held until the decision is made: the body and what is decoded
+    // from it live until then.
+    let (body, _share) = match state
+        .body_budget
+        .read(req.into_body(), declared, max, deadline)
+        .await
     {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Ok(error(
-                &state,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {max} bytes"),
-            ));
-        }
-        Ok(Err(e)) => {
-            return Ok(error(
-                &state,
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            ));
-        }
-        Err(_) => {
-            return Ok(error(
-                &state,
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time".into(),
-            ));
-        }
+        Ok(read) => read,
+        Err(e) => return Ok(body_error(&state, &e)),
     };
     let outcome = decide(&state, endpoint, &body).await;
     state.metrics.record_admission(
@@ -186,6 +238,23 @@ where
         started.elapsed(),
     );
     Ok(json(outcome.response.into_review_json()))
+}
+
+/// The transport error for a body that could not be read.
+fn body_error(state: &AppState, e: &BodyError) -> Rsp {
+    let status = match e {
+        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+        BodyError::NoBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        BodyError::Read(_) => StatusCode::BAD_REQUEST,
+    };
+    let mut rsp = error(state, status, e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Room in the budget frees as soon as the bodies ahead are decided: milliseconds.
+        rsp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    rsp
 }
 
 async fn decide(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Outcome {
