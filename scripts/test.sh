@@ -24,6 +24,9 @@ echo "== cargo deny (licenses, bans, sources; offline)"
 if ! command -v cargo-deny >/dev/null 2>&1; then
     cargo install --locked cargo-deny
 fi
+# cargo metadata (which cargo deny runs) resolves every target's crates (windows-sys, ...),
+# which no build on this platform downloads: fetch them first, or a fresh cargo home fails here.
+cargo fetch --locked
 cargo deny --offline check bans licenses sources
 
 echo "== control plane for the end-to-end tests (cached after the first build)"
