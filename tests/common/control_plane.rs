@@ -91,10 +91,11 @@ struct ApiServerCommand {
     tls: Arc<ClientConfig>,
 }
 
-struct Component {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+/// A started process and its log file (also the node harness's).
+pub struct Component {
+    pub name: &'static str,
+    pub child: Child,
+    pub log: PathBuf,
 }
 
 /// Why one start-up attempt failed.
@@ -605,7 +606,7 @@ fn stop(components: &mut Vec<Component>) {
 }
 
 /// SIGTERM, then SIGKILL when the component is still running after [`STOP_GRACE`].
-fn stop_component(component: &mut Component) {
+pub fn stop_component(component: &mut Component) {
     // std has no SIGTERM; a failure here is covered by the SIGKILL below.
     let _ = Command::new("kill")
         .args(["-TERM", &component.child.id().to_string()])
@@ -862,7 +863,7 @@ fn exchange(
 }
 
 /// The last `lines` lines of a log file.
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

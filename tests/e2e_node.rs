@@ -1,0 +1,356 @@
+//! End to end on a real node (issue 13): the real control plane, the real pod-hardener registered
+//! as its webhooks (`tests/common/webhook.rs`), and a real node (`tests/common/node.rs`:
+//! containerd, runc with seccomp, the CNI bridge plugin, kubelet and kube-scheduler v1.37.2)
+//! running the test images of `scripts/build-node-images.sh`. Every check is made on what the API
+//! server stored and reports (phase, container state and message, container logs) and on what
+//! the containers print about themselves (`/proc/self/status`, writable paths).
+//!
+//! Each test runs in a sandbox of its own (`tests/common/sandbox.rs`): a new network and mount
+//! namespace, one test at a time, and a check afterwards that it left no process, cgroup, mount,
+//! link or file behind. Needs root. Run them alone with `cargo test --test e2e_node`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use common::node::Node;
+use common::sandbox::{self, Sandbox};
+use common::webhook::{RECORD_ANNOTATION, Setup};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{LogParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+/// The namespace the scenarios' workloads run in.
+const APPS: &str = "apps";
+/// How long a Pod may take to reach its final state.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// What the probe prints last before it waits (or exits, for Jobs).
+const PROBE_DONE: &str = "probe: done";
+
+/// Runs `body` in the inner run of the sandboxed test `name` (see `tests/common/sandbox.rs`).
+fn sandboxed<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce(Sandbox) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(sandbox) = sandbox::enter(name) else {
+        return;
+    };
+    tokio_runtime().block_on(body(sandbox));
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A control plane with pod-hardener, a Ready node, and the restricted namespace [`APPS`].
+async fn cluster(sandbox: &Sandbox) -> (Setup, Node) {
+    let setup = Setup::start(json!({})).await;
+    let node = Node::start(&setup.control_plane, sandbox).await;
+    setup.namespace(APPS, &[RESTRICTED]).await;
+    (setup, node)
+}
+
+/// An unmodified Pod (no securityContext anywhere) running the probe image `tag`.
+fn probe_pod(name: &str, tag: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "containers": [{
+                "name": "probe",
+                "image": format!("pod-hardener-e2e/probe:{tag}"),
+                "imagePullPolicy": "Never",
+            }],
+            "terminationGracePeriodSeconds": 2,
+        },
+    }))
+    .unwrap()
+}
+
+/// An unmodified Job running the probe image `tag` once (the probe exits after its checks).
+fn probe_job(name: &str, tag: &str) -> Job {
+    serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{
+                        "name": "probe",
+                        "image": format!("pod-hardener-e2e/probe:{tag}"),
+                        "imagePullPolicy": "Never",
+                        "env": [{ "name": "PROBE_EXIT", "value": "1" }],
+                    }],
+                },
+            },
+        },
+    }))
+    .unwrap()
+}
+
+/// Where a Pod ended up, as the API server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Final {
+    /// Running, its probe finished its checks.
+    Running,
+    /// Succeeded (Jobs).
+    Succeeded,
+    /// The kubelet refused to create the container: the waiting reason and message.
+    Refused { reason: String, message: String },
+    /// The container exited non-zero (and, for Pods, is restarted): exit code.
+    Crashed { exit_code: i32 },
+}
+
+impl std::fmt::Display for Final {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Final::Running => write!(f, "Running"),
+            Final::Succeeded => write!(f, "Succeeded"),
+            Final::Refused { reason, message } => write!(f, "{reason}: {message}"),
+            Final::Crashed { exit_code } => write!(f, "crashed, exit code {exit_code}"),
+        }
+    }
+}
+
+/// The final state of Pod `name`, if it has reached one, and the probe's log.
+async fn final_state(pods: &Api<Pod>, name: &str) -> Option<(Final, String)> {
+    let pod = pods.get_opt(name).await.ok()??;
+    let status = pod.status?;
+    let phase = status.phase.unwrap_or_default();
+    let container = status.container_statuses?.into_iter().next()?;
+    let state = container.state.unwrap_or_default();
+    if let Some(waiting) = &state.waiting
+        && waiting.reason.as_deref() == Some("CreateContainerConfigError")
+    {
+        let refused = Final::Refused {
+            reason: "CreateContainerConfigError".to_owned(),
+            message: waiting.message.clone().unwrap_or_default(),
+        };
+        return Some((refused, String::new()));
+    }
+    let terminated = state.terminated.or_else(|| {
+        container
+            .last_state
+            .and_then(|last| last.terminated)
+            .filter(|_| container.restart_count > 0)
+    });
+    if let Some(terminated) = terminated {
+        let previous = state.running.is_some() || state.waiting.is_some();
+        let log = logs(pods, name, previous).await;
+        return Some(match (phase.as_str(), terminated.exit_code) {
+            ("Succeeded", 0) => (Final::Succeeded, log),
+            (_, exit_code) if exit_code != 0 => (Final::Crashed { exit_code }, log),
+            _ => return None,
+        });
+    }
+    if phase == "Running" && state.running.is_some() {
+        let log = logs(pods, name, false).await;
+        if log.contains(PROBE_DONE) {
+            return Some((Final::Running, log));
+        }
+    }
+    None
+}
+
+async fn logs(pods: &Api<Pod>, name: &str, previous: bool) -> String {
+    let params = LogParams {
+        previous,
+        ..LogParams::default()
+    };
+    pods.logs(name, &params).await.unwrap_or_default()
+}
+
+/// Waits until every Pod in `names` has reached its final state; returns them by name.
+async fn settle(
+    setup: &Setup,
+    node: &Node,
+    names: &[String],
+) -> BTreeMap<String, (Final, String)> {
+    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), APPS);
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut settled = BTreeMap::new();
+    while settled.len() < names.len() {
+        for name in names {
+            if !settled.contains_key(name)
+                && let Some(state) = final_state(&pods, name).await
+            {
+                settled.insert(name.clone(), state);
+            }
+        }
+        if Instant::now() > deadline {
+            let mut report = String::new();
+            for name in names.iter().filter(|n| !settled.contains_key(*n)) {
+                let pod = pods.get_opt(name).await.ok().flatten();
+                report.push_str(&format!(
+                    "\n{name}: {}",
+                    serde_json::to_string(&pod.and_then(|p| p.status)).unwrap()
+                ));
+            }
+            panic!(
+                "Pods without a final state after {SETTLE_TIMEOUT:?}:{report}\n{}\n{}",
+                node.diagnostics(),
+                setup.diagnostics()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    settled
+}
+
+/// The value of a `/proc/self/status` line (`Seccomp:\t2` → `2`) in a probe's log.
+fn status_line<'a>(log: &'a str, key: &str) -> Option<&'a str> {
+    log.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The Pod as the API server stored it, as JSON.
+async fn stored(client: &Client, name: &str) -> Value {
+    let pod = Api::<Pod>::namespaced(client.clone(), APPS)
+        .get(name)
+        .await
+        .unwrap();
+    serde_json::to_value(pod).unwrap()
+}
+
+/// The hardening the API server stored on a Pod that no one gave a securityContext.
+fn assert_stored_hardened(pod: &Value) {
+    let name = &pod["metadata"]["name"];
+    assert!(
+        pod["metadata"]["annotations"][RECORD_ANNOTATION].is_string(),
+        "{name}: no record annotation"
+    );
+    let spec = &pod["spec"];
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{name}");
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{name}"
+    );
+    let container = &spec["containers"][0]["securityContext"];
+    assert_eq!(container["allowPrivilegeEscalation"], false, "{name}");
+    assert_eq!(container["readOnlyRootFilesystem"], true, "{name}");
+    assert_eq!(container["capabilities"]["drop"], json!(["ALL"]), "{name}");
+    let tmp_mounted = spec["containers"][0]["volumeMounts"]
+        .as_array()
+        .is_some_and(|mounts| mounts.iter().any(|m| m["mountPath"] == "/tmp"));
+    assert!(tmp_mounted, "{name}: no volume at /tmp");
+}
+
+/// What a hardened container must see from inside.
+fn assert_runs_hardened(name: &str, log: &str, uid: &str) {
+    assert_eq!(status_line(log, "Seccomp"), Some("2"), "{name}:\n{log}");
+    assert_eq!(status_line(log, "NoNewPrivs"), Some("1"), "{name}:\n{log}");
+    assert_eq!(
+        status_line(log, "CapEff"),
+        Some("0000000000000000"),
+        "{name}:\n{log}"
+    );
+    assert_eq!(
+        status_line(log, "CapPrm"),
+        Some("0000000000000000"),
+        "{name}:\n{log}"
+    );
+    let uids = status_line(log, "Uid").unwrap_or_default();
+    assert!(
+        uids.split_whitespace().all(|u| u == uid),
+        "{name}: Uid {uids}, want {uid} everywhere"
+    );
+    assert!(log.contains("rootfs: read-only"), "{name}:\n{log}");
+    assert!(log.contains("tmp: writable"), "{name}:\n{log}");
+    assert!(log.contains(PROBE_DONE), "{name}:\n{log}");
+}
+
+fn print_table(title: &str, settled: &BTreeMap<String, (Final, String)>) {
+    eprintln!("{title}");
+    for (name, (state, _)) in settled {
+        eprintln!("  {name:<34} {state}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+/// 1. Hardened Pods run: every test image that hardening can keep working, as an unmodified Pod
+///    (and a Job) in a namespace labelled enforce=restricted, is admitted hardened, reaches
+///    Running (the Job: Succeeded), and from inside sees seccomp filtering (`Seccomp: 2`),
+///    no_new_privs, no capabilities, a read-only root filesystem and a writable /tmp; the image
+///    with a VOLUME writes to it.
+#[test]
+fn s1_hardened_pods_run() {
+    sandboxed("s1_hardened_pods_run", |sandbox| async move {
+        let started = Instant::now();
+        let (setup, node) = cluster(&sandbox).await;
+        let cluster_ready = started.elapsed();
+        let pods: Api<Pod> = Api::namespaced(setup.client.clone(), APPS);
+        for (name, tag) in [("numeric-user", "numeric-user"), ("volume", "volume")] {
+            pods.create(&PostParams::default(), &probe_pod(name, tag))
+                .await
+                .unwrap_or_else(|err| panic!("create Pod {name}: {err}"));
+        }
+        Api::<Job>::namespaced(setup.client.clone(), APPS)
+            .create(&PostParams::default(), &probe_job("batch", "numeric-user"))
+            .await
+            .unwrap();
+        let job_pod = wait_for_job_pod(&setup.client, "batch").await;
+        let names = vec!["numeric-user".to_owned(), "volume".to_owned(), job_pod.clone()];
+        let settled = settle(&setup, &node, &names).await;
+        print_table("s1: final states of the Pods that hardening keeps working", &settled);
+
+        for name in &names {
+            assert_stored_hardened(&stored(&setup.client, name).await);
+        }
+        for name in ["numeric-user", "volume"] {
+            let (state, log) = &settled[name];
+            assert_eq!(*state, Final::Running, "{name}:\n{log}");
+            assert_runs_hardened(name, log, "65532");
+        }
+        assert!(settled["volume"].1.contains("write /data: ok"), "{}", settled["volume"].1);
+        let (state, log) = &settled[&job_pod];
+        assert_eq!(*state, Final::Succeeded, "{job_pod}:\n{log}");
+        assert_runs_hardened(&job_pod, log, "65532");
+        let job = Api::<Job>::namespaced(setup.client.clone(), APPS)
+            .get_status("batch")
+            .await
+            .unwrap();
+        eprintln!(
+            "s1: Job batch succeeded={:?}",
+            job.status.as_ref().and_then(|s| s.succeeded)
+        );
+        eprintln!(
+            "s1: cluster ready in {cluster_ready:.1?} (node start-up {:.1?}), scenario done in \
+             {:.1?}",
+            node.startup,
+            started.elapsed()
+        );
+    });
+}
+
+/// The Pod the Job controller made for Job `job`.
+async fn wait_for_job_pod(client: &Client, job: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), APPS);
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .unwrap();
+        if let Some(name) = list.items.into_iter().find_map(|p| p.metadata.name) {
+            return name;
+        }
+        assert!(Instant::now() < deadline, "Job {job} made no Pod");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
