@@ -629,7 +629,7 @@ pub fn stop_component(component: &mut Component) {
 
 /// The directory holding the three binaries: `POD_HARDENER_CONTROL_PLANE_BIN`, or the
 /// last stdout line of `scripts/build-control-plane.sh`, once per test process.
-fn binaries() -> &'static Path {
+pub fn binaries() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let dir = match std::env::var_os("POD_HARDENER_CONTROL_PLANE_BIN") {

@@ -99,10 +99,16 @@ impl Node {
     /// [`READY_TIMEOUT`]; the message carries the end of the component's log.
     pub async fn start(control_plane: &ControlPlane, sandbox: &Sandbox) -> Self {
         let started = Instant::now();
-        let bin = built("POD_HARDENER_NODE_BIN", "scripts/build-node.sh").to_owned();
-        let images = built("POD_HARDENER_NODE_IMAGES", "scripts/build-node-images.sh").to_owned();
+        let [bin, images] = prepare().map(|(_, path)| path);
         let dir = sandbox.dir.join("node");
-        for sub in ["logs", "cni/net.d", "cni/ipam", "containerd", "kubelet", "pod-logs"] {
+        for sub in [
+            "logs",
+            "cni/net.d",
+            "cni/ipam",
+            "containerd",
+            "kubelet",
+            "pod-logs",
+        ] {
             fs::create_dir_all(dir.join(sub)).expect("create a node directory");
         }
         let mut node = Node {
@@ -252,8 +258,10 @@ impl Node {
                 &copy.display().to_string(),
                 &path.display().to_string(),
             ]);
-            self.workarounds
-                .push(format!("{name} {} kept (kubelet wants {wanted})", current.trim()));
+            self.workarounds.push(format!(
+                "{name} {} kept (kubelet wants {wanted})",
+                current.trim()
+            ));
         }
     }
 
@@ -278,9 +286,8 @@ impl Node {
     fn start_containerd(&mut self) {
         let restrict_oom_score_adj = !has_capability(CAP_SYS_RESOURCE);
         if restrict_oom_score_adj {
-            self.workarounds.push(
-                "no CAP_SYS_RESOURCE: containerd restrict_oom_score_adj = true".to_owned(),
-            );
+            self.workarounds
+                .push("no CAP_SYS_RESOURCE: containerd restrict_oom_score_adj = true".to_owned());
         }
         let root = self.dir.join("containerd");
         let config = format!(
@@ -326,10 +333,7 @@ state = "{root}/state"
         self.spawn(
             CONTAINERD,
             &program,
-            &[
-                "--config".to_owned(),
-                config_path.display().to_string(),
-            ],
+            &["--config".to_owned(), config_path.display().to_string()],
         );
         let ctr = self.bin.join("ctr");
         let socket = self.socket.clone();
@@ -346,8 +350,8 @@ state = "{root}/state"
     }
 
     fn start_kubelet(&mut self, control_plane: &ControlPlane, cgroup_name: &str) {
-        let kubeconfig =
-            control_plane.write_user_kubeconfig(&format!("system:node:{NODE_NAME}"), &["system:nodes"]);
+        let kubeconfig = control_plane
+            .write_user_kubeconfig(&format!("system:node:{NODE_NAME}"), &["system:nodes"]);
         let cgroup_v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         let mut config = json!({
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -554,11 +558,7 @@ impl Drop for Node {
             eprintln!("{}", self.diagnostics());
         }
         // The scheduler and the kubelet first, so nothing restarts what is removed next.
-        while self
-            .components
-            .last()
-            .is_some_and(|p| p.name != CONTAINERD)
-        {
+        while self.components.last().is_some_and(|p| p.name != CONTAINERD) {
             if let Some(mut process) = self.components.pop() {
                 stop_component(&mut process);
             }
@@ -608,38 +608,49 @@ fn has_capability(capability: u32) -> bool {
         .is_some_and(|caps| caps & (1 << capability) != 0)
 }
 
-/// The path a build script printed last (or `env`, when set), once per test process.
-fn built(env: &str, script: &str) -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    static IMAGES: OnceLock<PathBuf> = OnceLock::new();
-    let cell = if env == "POD_HARDENER_NODE_BIN" {
-        &BIN
-    } else {
-        &IMAGES
-    };
-    cell.get_or_init(|| {
-        if let Some(path) = std::env::var_os(env) {
-            return PathBuf::from(path);
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
-        let output = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|err| panic!("run {}: {err}", script.display()));
-        assert!(
-            output.status.success(),
-            "{} failed ({})",
-            script.display(),
-            output.status
-        );
-        let stdout = String::from_utf8(output.stdout).expect("build script output is UTF-8");
-        let last = stdout
-            .lines()
-            .map(str::trim)
-            .rfind(|line| !line.is_empty())
-            .expect("the build script prints its output path last");
-        PathBuf::from(last)
-    })
+/// The node's binaries and test images, from `POD_HARDENER_NODE_BIN` and
+/// `POD_HARDENER_NODE_IMAGES` or else from their build scripts (which return at once when their
+/// cache holds them), once per test process: each as its environment variable and path. The
+/// sandbox's outer run calls this and hands the paths to the inner run, which has neither the
+/// network nor the package lists that a build may need.
+pub fn prepare() -> [(&'static str, PathBuf); 2] {
+    static PREPARED: OnceLock<[(&'static str, PathBuf); 2]> = OnceLock::new();
+    PREPARED
+        .get_or_init(|| {
+            [
+                ("POD_HARDENER_NODE_BIN", "scripts/build-node.sh"),
+                ("POD_HARDENER_NODE_IMAGES", "scripts/build-node-images.sh"),
+            ]
+            .map(|(env, script)| (env, built(env, script)))
+        })
+        .clone()
+}
+
+/// The path a build script printed last, or `env` when set.
+fn built(env: &str, script: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let started = Instant::now();
+    let output = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|err| panic!("run {}: {err}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} failed ({})",
+        script.display(),
+        output.status
+    );
+    let stdout = String::from_utf8(output.stdout).expect("build script output is UTF-8");
+    let last = stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .expect("the build script prints its output path last");
+    eprintln!("node: {last} ({:.1?})", started.elapsed());
+    PathBuf::from(last)
 }

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -203,6 +204,9 @@ fn run_outer(name: &str, markers: &[&str]) -> Outcome {
     let mounts_before = host_mounts();
     let paths_before = well_known_paths();
 
+    // Built out here: the inner run has no network and hides the package lists.
+    let control_plane_bin = super::control_plane::binaries();
+    let prepared = super::node::prepare();
     let exe = std::env::current_exe().expect("the test binary's path");
     let started = Instant::now();
     let mut child = Command::new("unshare")
@@ -211,9 +215,27 @@ fn run_outer(name: &str, markers: &[&str]) -> Outcome {
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(SANDBOX_DIR_ENV, &dir)
         .env(SANDBOX_CGROUP_ENV, &cgroup_name)
+        .env("POD_HARDENER_CONTROL_PLANE_BIN", control_plane_bin)
+        .envs(prepared.iter().map(|(env, path)| (env, path)))
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("run unshare (util-linux)");
+    let relays = [
+        relay(
+            child
+                .stdout
+                .take()
+                .map(|out| Box::new(out) as Box<dyn Read + Send>),
+        ),
+        relay(
+            child
+                .stderr
+                .take()
+                .map(|err| Box::new(err) as Box<dyn Read + Send>),
+        ),
+    ];
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the inner run") {
             break status.to_string();
@@ -225,6 +247,9 @@ fn run_outer(name: &str, markers: &[&str]) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    for relay in relays {
+        let _ = relay.join();
+    }
     let entered = dir.join(ENTERED_FILE).exists();
     let inner_succeeded = status == "exit status: 0" && entered;
     assert!(
@@ -292,6 +317,23 @@ fn run_outer(name: &str, markers: &[&str]) -> Outcome {
     }
 }
 
+/// Copies the inner run's output to this process's stderr as it comes, each line prefixed with
+/// `inner| `: live, not captured by the test harness, and its `test result:` lines are not taken
+/// for the outer run's (scripts/test.sh sums those).
+fn relay(output: Option<Box<dyn Read + Send>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Some(output) = output else {
+            return;
+        };
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else {
+                return;
+            };
+            let _ = writeln!(std::io::stderr().lock(), "inner| {line}");
+        }
+    })
+}
+
 /// `net:[4026531840]` for a namespace link such as `/proc/self/ns/net`.
 fn namespace_id(link: &Path) -> Option<String> {
     fs::read_link(link)
@@ -310,8 +352,13 @@ fn pids_in_namespace(namespace: &str) -> Vec<u32> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter(|pid| {
-            namespace_id(&Path::new("/proc").join(pid.to_string()).join("ns").join(kind))
-                .is_some_and(|id| id == namespace)
+            namespace_id(
+                &Path::new("/proc")
+                    .join(pid.to_string())
+                    .join("ns")
+                    .join(kind),
+            )
+            .is_some_and(|id| id == namespace)
         })
         .collect()
 }
