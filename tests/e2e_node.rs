@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use common::control_plane::ControlPlane;
 use common::node::Node;
 use common::sandbox::{self, Sandbox};
 use common::webhook::{RECORD_ANNOTATION, Setup};
@@ -178,9 +179,20 @@ async fn logs(pods: &Api<Pod>, name: &str, previous: bool) -> String {
     pods.logs(name, &params).await.unwrap_or_default()
 }
 
-/// Waits until every Pod in `names` has reached its final state; returns them by name.
+/// [`settle_with`] for a cluster with pod-hardener as a process: its log joins the diagnostics.
 async fn settle(setup: &Setup, node: &Node, names: &[String]) -> BTreeMap<String, (Final, String)> {
-    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), APPS);
+    settle_with(&setup.client, node, names, &|| setup.diagnostics()).await
+}
+
+/// Waits until every Pod in `names` (in [`APPS`]) has reached its final state; returns them by
+/// name. On timeout, panics with each Pod's status, the node's logs and `diagnostics()`.
+async fn settle_with(
+    client: &Client,
+    node: &Node,
+    names: &[String],
+    diagnostics: &(dyn Fn() -> String + Sync),
+) -> BTreeMap<String, (Final, String)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), APPS);
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut settled = BTreeMap::new();
     while settled.len() < names.len() {
@@ -203,7 +215,7 @@ async fn settle(setup: &Setup, node: &Node, names: &[String]) -> BTreeMap<String
             panic!(
                 "Pods without a final state after {SETTLE_TIMEOUT:?}:{report}\n{}\n{}",
                 node.diagnostics(),
-                setup.diagnostics()
+                diagnostics()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -306,7 +318,9 @@ fn s1_hardened_pods_run() {
             .create(&PostParams::default(), &probe_job("batch", "numeric-user"))
             .await
             .unwrap();
-        let job_pod = wait_for_job_pod(&setup.client, "batch").await;
+        let job_pod = wait_for_pods(&setup.client, "job-name=batch", 1)
+            .await
+            .remove(0);
         let names = vec![
             "numeric-user".to_owned(),
             "volume".to_owned(),
@@ -457,19 +471,332 @@ fn teardown_after_a_failed_test_leaves_nothing_behind() {
     });
 }
 
-/// The Pod the Job controller made for Job `job`.
-async fn wait_for_job_pod(client: &Client, job: &str) -> String {
+// ---------------------------------------------------------------------------------------------
+// Scenario 2: pod-hardener installed as an operator installs it
+// ---------------------------------------------------------------------------------------------
+
+/// The name `manifests/` gives pod-hardener's image (base/kustomization.yaml `images:`).
+const SHIPPED_IMAGE: &str = "ghcr.io/pod-hardener/pod-hardener:0.1.0";
+const HARDENER_NAMESPACE: &str = "pod-hardener";
+
+/// Runs the pinned kubectl (v1.37.2, from scripts/build-node.sh) with `kubeconfig` in the
+/// repository's root, as an operator would; returns stdout, panics with stderr on failure.
+fn kubectl(node: &Node, kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let output = tokio::task::block_in_place(|| {
+        std::process::Command::new(node.binary("kubectl"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run kubectl")
+    });
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A plain-HTTP GET of `path` on `ip:port` (a Pod's address, inside the sandbox).
+async fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        Some(String::from_utf8_lossy(&response).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The sum of `pod_hardener_admission_requests_total` over its label sets in a metrics page.
+fn admission_requests(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("pod_hardener_admission_requests_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// 2. pod-hardener installed the way an operator installs it: its image from
+///    scripts/build-image.sh imported into containerd under the name manifests/ uses, then the
+///    README's steps with a real kubectl v1.37.2 (certificate from `pod-hardener certs`,
+///    `kubectl apply -k manifests`, the TLS Secret, the caBundle patches). Two replicas become
+///    Ready behind the Service; the API server (with `--enable-aggregator-routing=true`, as a
+///    cluster without kube-proxy needs) calls them at the Service's endpoints, and both answer;
+///    an unmodified Deployment in a restricted namespace is admitted hardened and runs.
+#[test]
+fn s2_installed_as_an_operator_installs_it() {
+    sandboxed(
+        "s2_installed_as_an_operator_installs_it",
+        |sandbox| async move {
+            let started = Instant::now();
+            let control_plane =
+                ControlPlane::start_async_with(&["--enable-aggregator-routing=true"]).await;
+            let node = Node::start(&control_plane, &sandbox).await;
+            let client = control_plane.admin_client().await;
+            let image = common::node::pod_hardener_image();
+            node.import_image_as(&image, SHIPPED_IMAGE);
+
+            // The README's installation, step by step.
+            let kubeconfig = control_plane.kubeconfig_path().to_owned();
+            let certs = sandbox.dir.join("certs");
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_pod-hardener"))
+                .args([
+                    "certs",
+                    "--service",
+                    "pod-hardener",
+                    "--namespace",
+                    "pod-hardener",
+                ])
+                .arg("--out-dir")
+                .arg(&certs)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let ca_bundle = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+            let install_started = Instant::now();
+            kubectl(&node, &kubeconfig, &["apply", "-k", "manifests"]);
+            let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+            kubectl(
+                &node,
+                &kubeconfig,
+                &[
+                    "-n",
+                    HARDENER_NAMESPACE,
+                    "create",
+                    "secret",
+                    "tls",
+                    "pod-hardener-tls",
+                    &format!("--cert={}", cert.display()),
+                    &format!("--key={}", key.display()),
+                ],
+            );
+            let patch = format!(
+                r#"[{{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"{ca_bundle}"}}]"#
+            );
+            for kind in [
+                "mutatingwebhookconfiguration",
+                "validatingwebhookconfiguration",
+            ] {
+                kubectl(
+                    &node,
+                    &kubeconfig,
+                    &["patch", kind, "pod-hardener", "--type=json", "-p", &patch],
+                );
+            }
+            kubectl(
+                &node,
+                &kubeconfig,
+                &[
+                    "-n",
+                    HARDENER_NAMESPACE,
+                    "rollout",
+                    "status",
+                    "deploy/pod-hardener",
+                    "--timeout=120s",
+                ],
+            );
+            let installed = install_started.elapsed();
+
+            // Two replicas Ready behind the Service: two ready endpoints, Pod addresses.
+            let deployment = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+                client.clone(),
+                HARDENER_NAMESPACE,
+            )
+            .get("pod-hardener")
+            .await
+            .unwrap();
+            let ready = deployment.status.and_then(|s| s.ready_replicas);
+            assert_eq!(ready, Some(2), "ready replicas\n{}", node.diagnostics());
+            let endpoints = ready_endpoints(&client).await;
+            assert_eq!(
+                endpoints.len(),
+                2,
+                "ready endpoints of Service pod-hardener: {endpoints:?}"
+            );
+            let hardener_pods: Api<Pod> = Api::namespaced(client.clone(), HARDENER_NAMESPACE);
+            let list = hardener_pods
+                .list(
+                    &kube::api::ListParams::default().labels("app.kubernetes.io/name=pod-hardener"),
+                )
+                .await
+                .unwrap();
+            for pod in &list.items {
+                let pod = serde_json::to_value(pod).unwrap();
+                assert!(
+                    pod["metadata"]["annotations"][RECORD_ANNOTATION].is_null(),
+                    "pod-hardener's own namespace is not served by its webhooks"
+                );
+                assert_eq!(pod["spec"]["containers"][0]["image"], SHIPPED_IMAGE);
+            }
+
+            // The API server calls them at the Service's endpoints: probe until hardened, then a
+            // burst of dry-run creates reaches both replicas.
+            let namespace: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({
+                "metadata": { "name": APPS, "labels": { RESTRICTED.0: RESTRICTED.1 } },
+            }))
+            .unwrap();
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .create(&PostParams::default(), &namespace)
+                .await
+                .unwrap();
+            control_plane
+                .wait_for_default_service_account(&client, APPS)
+                .await;
+            let pods: Api<Pod> = Api::namespaced(client.clone(), APPS);
+            let dry_run = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let deadline = Instant::now() + SETTLE_TIMEOUT;
+            loop {
+                match pods
+                    .create(&dry_run, &probe_pod("dry", "numeric-user"))
+                    .await
+                {
+                    Ok(pod) if is_hardened(&pod) => break,
+                    Ok(_) => eprintln!("s2: admitted without hardening (webhook not called yet)"),
+                    Err(err) => eprintln!("s2: dry-run create: {err}"),
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the webhooks never hardened a Pod\n{}",
+                    control_plane.log_tail("kube-apiserver")
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let burst = 20;
+            let burst_started = Instant::now();
+            for _ in 0..burst {
+                let pod = pods
+                    .create(&dry_run, &probe_pod("dry", "numeric-user"))
+                    .await
+                    .unwrap();
+                assert!(is_hardened(&pod), "not hardened: {:?}", pod.metadata);
+            }
+            let burst_took = burst_started.elapsed();
+            let mut per_replica = Vec::new();
+            for ip in &endpoints {
+                let metrics = http_get(ip, 9090, "/metrics").await.unwrap_or_default();
+                per_replica.push((ip.clone(), admission_requests(&metrics)));
+            }
+            eprintln!(
+                "s2: admission requests per replica after {burst} dry-run creates: {per_replica:?}"
+            );
+            assert!(
+                per_replica.iter().all(|(_, n)| *n > 0.0),
+                "each replica behind the Service answers: {per_replica:?}"
+            );
+
+            // An unmodified Deployment is admitted hardened and runs.
+            let deployment: k8s_openapi::api::apps::v1::Deployment =
+                serde_json::from_value(json!({
+                    "metadata": { "name": "web" },
+                    "spec": {
+                        "replicas": 2,
+                        "selector": { "matchLabels": { "app": "web" } },
+                        "template": {
+                            "metadata": { "labels": { "app": "web" } },
+                            "spec": { "containers": [{
+                                "name": "probe",
+                                "image": "pod-hardener-e2e/probe:volume",
+                                "imagePullPolicy": "Never",
+                            }] },
+                        },
+                    },
+                }))
+                .unwrap();
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), APPS)
+                .create(&PostParams::default(), &deployment)
+                .await
+                .unwrap();
+            let names = wait_for_pods(&client, "app=web", 2).await;
+            let settled = settle_with(&client, &node, &names, &|| {
+                format!(
+                    "---- kube-apiserver ----\n{}",
+                    control_plane.log_tail("kube-apiserver")
+                )
+            })
+            .await;
+            print_table("s2: the unmodified Deployment's Pods", &settled);
+            for name in &names {
+                assert_stored_hardened(&stored(&client, name).await);
+                let (state, log) = &settled[name];
+                assert_eq!(*state, Final::Running, "{name}:\n{log}");
+                assert_runs_hardened(name, log, "65532");
+            }
+            eprintln!(
+                "s2: node start-up {:.1?}; install (apply -k to 2 replicas Ready) {installed:.1?}; \
+             {burst} dry-run creates through the Service in {burst_took:.1?}; scenario {:.1?}",
+                node.startup,
+                started.elapsed()
+            );
+        },
+    );
+}
+
+/// Whether pod-hardener's mutating webhook recorded changes on `pod`.
+fn is_hardened(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(RECORD_ANNOTATION))
+}
+
+/// The addresses of the ready endpoints of Service pod-hardener, from its EndpointSlices.
+async fn ready_endpoints(client: &Client) -> Vec<String> {
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), HARDENER_NAMESPACE);
+    let list = slices
+        .list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=pod-hardener"))
+        .await
+        .unwrap();
+    let mut addresses: Vec<String> = list
+        .items
+        .iter()
+        .flat_map(|slice| slice.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .flat_map(|e| e.addresses.clone())
+        .collect();
+    addresses.sort();
+    addresses
+}
+
+/// The names of `count` Pods in [`APPS`] with `labels`, once there are that many.
+async fn wait_for_pods(client: &Client, labels: &str, count: usize) -> Vec<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), APPS);
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let list = pods
-            .list(&kube::api::ListParams::default().labels(&format!("job-name={job}")))
+            .list(&kube::api::ListParams::default().labels(labels))
             .await
             .unwrap();
-        if let Some(name) = list.items.into_iter().find_map(|p| p.metadata.name) {
-            return name;
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        if names.len() >= count {
+            names.sort();
+            return names;
         }
-        assert!(Instant::now() < deadline, "Job {job} made no Pod");
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} Pods with {labels}: {names:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

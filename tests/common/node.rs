@@ -11,8 +11,12 @@
 //! Networking, inside the sandbox's network namespace only: a bridge [`BRIDGE`] holding
 //! [`NODE_IP`], the node's InternalIP and the one address there that Pods can reach; Pods get
 //! addresses in [`POD_SUBNET`] from the CNI bridge plugin with `isGateway: false` and
-//! `ipMasq: false` and no routes, so they reach nothing beyond that subnet, and the namespace
-//! forwards nothing (a new network namespace starts with forwarding off).
+//! `ipMasq: false`, and one route, to the Service CIDR through [`NODE_IP`]; the namespace forwards
+//! nothing (a new network namespace starts with forwarding off), so Pods reach only that subnet
+//! and the namespace's own addresses. There is no kube-proxy: the `kubernetes` Service's ClusterIP
+//! is an address of the namespace, where [`ServiceRelay`] passes connections to the API server on
+//! 127.0.0.1 (Pods such as pod-hardener's own use it, as in a real cluster); the API server calls
+//! webhook Services at their endpoints when started with `--enable-aggregator-routing=true`.
 //!
 //! What this kind of machine lacks is detected, and worked around only where it is lacking:
 //! - cgroup v1 (no `cgroup.controllers` at the cgroup root): the kubelet gets `failCgroupV1: false`.
@@ -40,7 +44,9 @@ use k8s_openapi::api::core::v1::Node as NodeObject;
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::control_plane::{Component, ControlPlane, stop_component, tail};
+use super::control_plane::{
+    Component, ControlPlane, KUBERNETES_SERVICE_IP, SERVICE_CIDR, stop_component, tail,
+};
 use super::sandbox::{
     Sandbox, cgroup_mount_points, kill_until_gone, pids_in_cgroup, remove_cgroup, run,
 };
@@ -88,6 +94,42 @@ pub struct Node {
     pub startup: Duration,
     /// What was detected about the machine and worked around, for reports.
     pub workarounds: Vec<String>,
+    relay: Option<ServiceRelay>,
+}
+
+/// Answers on the `kubernetes` Service's ClusterIP, port 443, for the API server on 127.0.0.1:
+/// what kube-proxy would do for that one Service. Stops when dropped.
+struct ServiceRelay {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServiceRelay {
+    async fn start(apiserver_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind((KUBERNETES_SERVICE_IP, 443))
+            .await
+            .expect("bind the kubernetes Service's ClusterIP in the sandbox");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let to = (std::net::Ipv4Addr::LOCALHOST, apiserver_port);
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        ServiceRelay { task }
+    }
+}
+
+impl Drop for ServiceRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Node {
@@ -99,7 +141,7 @@ impl Node {
     /// [`READY_TIMEOUT`]; the message carries the end of the component's log.
     pub async fn start(control_plane: &ControlPlane, sandbox: &Sandbox) -> Self {
         let started = Instant::now();
-        let [bin, images] = prepare().map(|(_, path)| path);
+        let [bin, images, _] = prepare().map(|(_, path)| path);
         let dir = sandbox.dir.join("node");
         for sub in [
             "logs",
@@ -119,15 +161,17 @@ impl Node {
             cgroups: Vec::new(),
             startup: Duration::ZERO,
             workarounds: Vec::new(),
+            relay: None,
         };
         tokio::task::block_in_place(|| {
             node.network();
             node.protect_kernel_tunables();
             node.create_cgroups(sandbox.cgroup_name());
             node.start_containerd();
-            node.import_images(&images, PROBE_REPOSITORY);
+            node.import_images(&images, Some(PROBE_REPOSITORY));
         });
         let containerd_ready = started.elapsed();
+        node.relay = Some(ServiceRelay::start(control_plane.apiserver_port()).await);
         node.start_kubelet(control_plane, sandbox.cgroup_name());
         node.start_scheduler(control_plane);
         let client = control_plane.admin_client().await;
@@ -149,21 +193,65 @@ impl Node {
     }
 
     /// Imports an OCI archive into the CRI plugin's image store, naming its images
-    /// `base_name:TAG` for each tag in the archive's index.
-    pub fn import_images(&self, archive: &Path, base_name: &str) {
+    /// `base_name:TAG` for each tag in the archive's index, or by the index's reference names
+    /// when `base_name` is `None`.
+    pub fn import_images(&self, archive: &Path, base_name: Option<&str>) {
         let started = Instant::now();
-        self.ctr(&[
-            "images",
-            "import",
-            "--base-name",
-            base_name,
-            &archive.display().to_string(),
-        ]);
+        let archive_arg = archive.display().to_string();
+        let mut args = vec!["images", "import"];
+        if let Some(base_name) = base_name {
+            args.extend(["--base-name", base_name]);
+        }
+        args.push(&archive_arg);
+        self.ctr(&args);
         eprintln!(
-            "node: imported {} as {base_name}:* in {:.1?}",
+            "node: imported {} as {}:* in {:.1?}",
             archive.display(),
+            base_name.unwrap_or("its reference names"),
             started.elapsed()
         );
+    }
+
+    /// Imports the one image of an OCI archive under `reference` (e.g. the name manifests/ gives
+    /// it): the archive is unpacked, its index annotated with containerd's image-name annotation,
+    /// and imported under that name alone, so that the CRI plugin knows it by no other.
+    pub fn import_image_as(&self, archive: &Path, reference: &str) {
+        let unpacked = self
+            .dir
+            .join("import")
+            .join(reference.replace(['/', ':'], "_"));
+        fs::create_dir_all(&unpacked).expect("create the import directory");
+        let unpacked_arg = unpacked.display().to_string();
+        run(&[
+            "tar",
+            "-xf",
+            &archive.display().to_string(),
+            "-C",
+            &unpacked_arg,
+        ]);
+        let index_path = unpacked.join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&fs::read(&index_path).expect("read index.json"))
+                .expect("index.json is JSON");
+        let manifests = index["manifests"].as_array_mut().expect("an OCI index");
+        assert_eq!(manifests.len(), 1, "{} holds one image", archive.display());
+        manifests[0]["annotations"] = json!({ "io.containerd.image.name": reference });
+        fs::write(&index_path, index.to_string()).expect("write index.json");
+        let repacked = PathBuf::from(format!("{}.tar", unpacked.display()));
+        run(&[
+            "tar",
+            "-cf",
+            &repacked.display().to_string(),
+            "-C",
+            &unpacked_arg,
+            ".",
+        ]);
+        self.import_images(&repacked, None);
+    }
+
+    /// The path of one of the node's binaries (`kubectl`, `ctr`, ...).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
     }
 
     /// Runs `ctr` against this node's containerd in the CRI namespace, returning its stdout.
@@ -203,6 +291,16 @@ impl Node {
         run(&["ip", "link", "add", BRIDGE, "type", "bridge"]);
         run(&["ip", "addr", "add", &format!("{NODE_IP}/24"), "dev", BRIDGE]);
         run(&["ip", "link", "set", BRIDGE, "up"]);
+        // The `kubernetes` Service's ClusterIP is an address of this namespace, where
+        // [`ServiceRelay`] answers for the API server: Pods reach it through their one route.
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{KUBERNETES_SERVICE_IP}/32"),
+            "dev",
+            "lo",
+        ]);
         let forwarding = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
         assert_eq!(
             forwarding.trim(),
@@ -227,7 +325,7 @@ impl Node {
                         "rangeStart": "10.244.0.10",
                         "rangeEnd": "10.244.0.250",
                     }]],
-                    "routes": [],
+                    "routes": [{ "dst": SERVICE_CIDR, "gw": NODE_IP }],
                 },
             }],
         });
@@ -613,17 +711,51 @@ fn has_capability(capability: u32) -> bool {
 /// cache holds them), once per test process: each as its environment variable and path. The
 /// sandbox's outer run calls this and hands the paths to the inner run, which has neither the
 /// network nor the package lists that a build may need.
-pub fn prepare() -> [(&'static str, PathBuf); 2] {
-    static PREPARED: OnceLock<[(&'static str, PathBuf); 2]> = OnceLock::new();
+pub fn prepare() -> [(&'static str, PathBuf); 3] {
+    static PREPARED: OnceLock<[(&'static str, PathBuf); 3]> = OnceLock::new();
     PREPARED
         .get_or_init(|| {
-            [
+            let [bin, images] = [
                 ("POD_HARDENER_NODE_BIN", "scripts/build-node.sh"),
                 ("POD_HARDENER_NODE_IMAGES", "scripts/build-node-images.sh"),
             ]
-            .map(|(env, script)| (env, built(env, script)))
+            .map(|(env, script)| (env, built(env, script)));
+            [
+                bin,
+                images,
+                (POD_HARDENER_IMAGE_ENV, pod_hardener_image_built()),
+            ]
         })
         .clone()
+}
+
+/// Names pod-hardener's own OCI archive in the inner run.
+const POD_HARDENER_IMAGE_ENV: &str = "POD_HARDENER_IMAGE_ARCHIVE";
+
+/// pod-hardener's own image as an OCI archive (scripts/build-image.sh), as [`prepare`] found it.
+pub fn pod_hardener_image() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os(POD_HARDENER_IMAGE_ENV).expect("the sandbox's outer run names the image"),
+    )
+}
+
+/// `target/image/pod-hardener-oci.tar`, built by scripts/build-image.sh when missing (CI builds it
+/// before the tests; a developer's first node test run waits for a release build).
+fn pod_hardener_image_built() -> PathBuf {
+    if let Some(path) = std::env::var_os(POD_HARDENER_IMAGE_ENV) {
+        return PathBuf::from(path);
+    }
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image/pod-hardener-oci.tar");
+    if !archive.is_file() {
+        // Its last line is not a path; the archive's place is fixed.
+        built(POD_HARDENER_IMAGE_ENV, "scripts/build-image.sh");
+    }
+    assert!(
+        archive.is_file(),
+        "scripts/build-image.sh made no {}",
+        archive.display()
+    );
+    archive
 }
 
 /// The path a build script printed last, or `env` when set.
