@@ -55,6 +55,18 @@ complete() {
     done
 }
 
+# What the node tests run beside the binaries (tests/common/sandbox.rs, node.rs): ip, unshare,
+# mount, tar. Checked before the cache, since a cached build on a new machine needs them too.
+runtime_pkgs=()
+command -v ip >/dev/null 2>&1 || runtime_pkgs+=(iproute2)
+command -v unshare >/dev/null 2>&1 || runtime_pkgs+=(util-linux)
+command -v tar >/dev/null 2>&1 || runtime_pkgs+=(tar)
+if [ ${#runtime_pkgs[@]} -gt 0 ]; then
+    echo "build-node: installing ${runtime_pkgs[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${runtime_pkgs[@]}" >/dev/null
+fi
+
 if complete; then
     echo "$bin"
     exit 0

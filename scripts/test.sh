@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, the duplicate-crate check, then every
-# test (unit, PSA conformance, planner, CLI, HTTP, TLS and end-to-end against a real control
-# plane, which is built once per machine and cached).
+# test (unit, PSA conformance, planner, CLI, HTTP, TLS, end-to-end against a real control
+# plane, and on a real node: both are built once per machine and cached). The node tests
+# (tests/e2e_node.rs) need root and pod-hardener's image (scripts/build-image.sh, which .ci/run
+# runs first; the tests build it when it is missing).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,11 @@ cargo deny --offline check bans licenses sources
 echo "== control plane for the end-to-end tests (cached after the first build)"
 POD_HARDENER_CONTROL_PLANE_BIN="$(scripts/build-control-plane.sh | tail -n 1)"
 export POD_HARDENER_CONTROL_PLANE_BIN
+
+echo "== node for the end-to-end node tests: kubelet, containerd, runc, CNI, test images (cached)"
+POD_HARDENER_NODE_BIN="$(scripts/build-node.sh | tail -n 1)"
+POD_HARDENER_NODE_IMAGES="$(scripts/build-node-images.sh | tail -n 1)"
+export POD_HARDENER_NODE_BIN POD_HARDENER_NODE_IMAGES
 
 echo "== cargo test"
 log="$(mktemp)"
