@@ -21,6 +21,9 @@ use common::control_plane::ControlPlane;
 use common::node::Node;
 use common::sandbox::{self, Sandbox};
 use common::webhook::{RECORD_ANNOTATION, Setup};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{LogParams, PostParams};
@@ -539,77 +542,8 @@ fn s2_installed_as_an_operator_installs_it() {
         "s2_installed_as_an_operator_installs_it",
         |sandbox| async move {
             let started = Instant::now();
-            let control_plane =
-                ControlPlane::start_async_with(&["--enable-aggregator-routing=true"]).await;
-            let node = Node::start(&control_plane, &sandbox).await;
-            let client = control_plane.admin_client().await;
-            let image = common::node::pod_hardener_image();
-            node.import_image_as(&image, SHIPPED_IMAGE);
-
-            // The README's installation, step by step.
-            let kubeconfig = control_plane.kubeconfig_path().to_owned();
-            let certs = sandbox.dir.join("certs");
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_pod-hardener"))
-                .args([
-                    "certs",
-                    "--service",
-                    "pod-hardener",
-                    "--namespace",
-                    "pod-hardener",
-                ])
-                .arg("--out-dir")
-                .arg(&certs)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let ca_bundle = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-            let install_started = Instant::now();
-            kubectl(&node, &kubeconfig, &["apply", "-k", "manifests"]);
-            let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
-            kubectl(
-                &node,
-                &kubeconfig,
-                &[
-                    "-n",
-                    HARDENER_NAMESPACE,
-                    "create",
-                    "secret",
-                    "tls",
-                    "pod-hardener-tls",
-                    &format!("--cert={}", cert.display()),
-                    &format!("--key={}", key.display()),
-                ],
-            );
-            let patch = format!(
-                r#"[{{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"{ca_bundle}"}}]"#
-            );
-            for kind in [
-                "mutatingwebhookconfiguration",
-                "validatingwebhookconfiguration",
-            ] {
-                kubectl(
-                    &node,
-                    &kubeconfig,
-                    &["patch", kind, "pod-hardener", "--type=json", "-p", &patch],
-                );
-            }
-            kubectl(
-                &node,
-                &kubeconfig,
-                &[
-                    "-n",
-                    HARDENER_NAMESPACE,
-                    "rollout",
-                    "status",
-                    "deploy/pod-hardener",
-                    "--timeout=120s",
-                ],
-            );
-            let installed = install_started.elapsed();
+            let (control_plane, node, client) = operator_cluster(&sandbox).await;
+            let installed = install_as_operator(&node, &control_plane, &sandbox);
 
             // Two replicas Ready behind the Service: two ready endpoints, Pod addresses.
             let deployment = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
@@ -661,23 +595,7 @@ fn s2_installed_as_an_operator_installs_it() {
                 dry_run: true,
                 ..PostParams::default()
             };
-            let deadline = Instant::now() + SETTLE_TIMEOUT;
-            loop {
-                match pods
-                    .create(&dry_run, &probe_pod("dry", "numeric-user"))
-                    .await
-                {
-                    Ok(pod) if is_hardened(&pod) => break,
-                    Ok(_) => eprintln!("s2: admitted without hardening (webhook not called yet)"),
-                    Err(err) => eprintln!("s2: dry-run create: {err}"),
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the webhooks never hardened a Pod\n{}",
-                    control_plane.log_tail("kube-apiserver")
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            wait_until_hardened(&pods, &control_plane).await;
             let burst = 20;
             let burst_started = Instant::now();
             for _ in 0..burst {
@@ -748,12 +666,102 @@ fn s2_installed_as_an_operator_installs_it() {
     );
 }
 
+/// Dry-run creates an unmodified Pod until pod-hardener's webhook hardens it (the API server
+/// picks up webhook configurations and endpoints asynchronously).
+async fn wait_until_hardened(pods: &Api<Pod>, control_plane: &ControlPlane) {
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        match pods
+            .create(&dry_run, &probe_pod("dry", "numeric-user"))
+            .await
+        {
+            Ok(pod) if is_hardened(&pod) => return,
+            Ok(_) => eprintln!("admitted without hardening (webhook not called yet)"),
+            Err(err) => eprintln!("dry-run create: {err}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhooks never hardened a Pod\n{}",
+            control_plane.log_tail("kube-apiserver")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Whether pod-hardener's mutating webhook recorded changes on `pod`.
 fn is_hardened(pod: &Pod) -> bool {
     pod.metadata
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(RECORD_ANNOTATION))
+}
+
+/// A control plane that calls webhook Services at their endpoints (there is no kube-proxy), a
+/// Ready node with pod-hardener's image imported under the name manifests/ gives it, and an admin
+/// client: what an operator installs pod-hardener into.
+async fn operator_cluster(sandbox: &Sandbox) -> (ControlPlane, Node, Client) {
+    let control_plane = ControlPlane::start_async_with(&["--enable-aggregator-routing=true"]).await;
+    let node = Node::start(&control_plane, sandbox).await;
+    let client = control_plane.admin_client().await;
+    node.import_image_as(&common::node::pod_hardener_image(), SHIPPED_IMAGE);
+    (control_plane, node, client)
+}
+
+/// The README's installation, step by step, with the pinned kubectl: `pod-hardener certs`,
+/// `kubectl apply -k manifests`, the TLS Secret, the caBundle patches, then `rollout status`.
+/// Returns how long it took from `apply -k` until the rollout finished.
+fn install_as_operator(node: &Node, control_plane: &ControlPlane, sandbox: &Sandbox) -> Duration {
+    // The README's installation, step by step.
+    let kubeconfig = control_plane.kubeconfig_path().to_owned();
+    let certs = sandbox.dir.join("certs");
+    let ca_bundle = common::webhook::pod_hardener_certs(&certs, &[]);
+    let install_started = Instant::now();
+    kubectl(node, &kubeconfig, &["apply", "-k", "manifests"]);
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    kubectl(
+        node,
+        &kubeconfig,
+        &[
+            "-n",
+            HARDENER_NAMESPACE,
+            "create",
+            "secret",
+            "tls",
+            "pod-hardener-tls",
+            &format!("--cert={}", cert.display()),
+            &format!("--key={}", key.display()),
+        ],
+    );
+    let patch = format!(
+        r#"[{{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"{ca_bundle}"}}]"#
+    );
+    for kind in [
+        "mutatingwebhookconfiguration",
+        "validatingwebhookconfiguration",
+    ] {
+        kubectl(
+            node,
+            &kubeconfig,
+            &["patch", kind, "pod-hardener", "--type=json", "-p", &patch],
+        );
+    }
+    kubectl(
+        node,
+        &kubeconfig,
+        &[
+            "-n",
+            HARDENER_NAMESPACE,
+            "rollout",
+            "status",
+            "deploy/pod-hardener",
+            "--timeout=120s",
+        ],
+    );
+    install_started.elapsed()
 }
 
 /// The addresses of the ready endpoints of Service pod-hardener, from its EndpointSlices.
@@ -799,4 +807,193 @@ async fn wait_for_pods(client: &Client, labels: &str, count: usize) -> Vec<Strin
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 4: upgrade and uninstall without deadlock
+// ---------------------------------------------------------------------------------------------
+
+/// Creates namespace `name` with `labels` (as `(key, value)` pairs) and waits for its default
+/// ServiceAccount.
+async fn create_namespace(
+    control_plane: &ControlPlane,
+    client: &Client,
+    name: &str,
+    labels: Value,
+) {
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({ "metadata": { "name": name, "labels": labels } })).unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap_or_else(|err| panic!("create namespace {name}: {err}"));
+    control_plane
+        .wait_for_default_service_account(client, name)
+        .await;
+}
+
+/// 4. Upgrade and uninstall leave no webhook pointing at nothing, and never deadlock: after the
+///    operator install, (a) re-applying `manifests/` (an upgrade) keeps the patched caBundle and
+///    the webhooks answering; (b) with the pod-hardener namespace deleted (the webhook
+///    configurations still pointing at its gone Service), Pods are still created in `kube-system`
+///    and in a re-created `pod-hardener` namespace, so re-installing works, while in a served
+///    namespace the validating webhook (failurePolicy Fail) refuses Pods, as documented; (c)
+///    `kubectl delete -k manifests` removes both webhook configurations, and Pods are created
+///    unhardened again.
+#[test]
+fn s4_upgrade_and_uninstall_never_deadlock() {
+    sandboxed(
+        "s4_upgrade_and_uninstall_never_deadlock",
+        |sandbox| async move {
+            let started = Instant::now();
+            let (control_plane, node, client) = operator_cluster(&sandbox).await;
+            install_as_operator(&node, &control_plane, &sandbox);
+            let kubeconfig = control_plane.kubeconfig_path().to_owned();
+            create_namespace(
+                &control_plane,
+                &client,
+                APPS,
+                json!({ RESTRICTED.0: RESTRICTED.1 }),
+            )
+            .await;
+            let apps: Api<Pod> = Api::namespaced(client.clone(), APPS);
+            wait_until_hardened(&apps, &control_plane).await;
+
+            // (a) An upgrade: the same manifests applied again.
+            kubectl(&node, &kubeconfig, &["apply", "-k", "manifests"]);
+            let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone())
+                .get("pod-hardener")
+                .await
+                .unwrap();
+            let ca_bundle = &mutating.webhooks.as_ref().unwrap()[0]
+                .client_config
+                .ca_bundle;
+            assert!(
+                ca_bundle.is_some(),
+                "re-applying manifests/ dropped the caBundle"
+            );
+            wait_until_hardened(&apps, &control_plane).await;
+            eprintln!(
+                "s4 (a): after re-applying manifests/ the caBundle is kept and Pods are hardened"
+            );
+
+            // (b) The namespace gone, the webhook configurations left behind.
+            kubectl(
+                &node,
+                &kubeconfig,
+                &["delete", "namespace", HARDENER_NAMESPACE, "--timeout=120s"],
+            );
+            let system: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+            let created = system
+                .create(
+                    &PostParams::default(),
+                    &probe_pod("after-uninstall", "numeric-user"),
+                )
+                .await;
+            assert!(created.is_ok(), "kube-system refused a Pod: {created:?}");
+            create_namespace(
+                &control_plane,
+                &client,
+                HARDENER_NAMESPACE,
+                json!({ RESTRICTED.0: RESTRICTED.1 }),
+            )
+            .await;
+            let own: Api<Pod> = Api::namespaced(client.clone(), HARDENER_NAMESPACE);
+            let compliant: Pod = serde_json::from_value(json!({
+                "metadata": { "name": "compliant" },
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "seccompProfile": { "type": "RuntimeDefault" },
+                    },
+                    "containers": [{
+                        "name": "probe",
+                        "image": "pod-hardener-e2e/probe:numeric-user",
+                        "imagePullPolicy": "Never",
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "capabilities": { "drop": ["ALL"] },
+                        },
+                    }],
+                },
+            }))
+            .unwrap();
+            let created = own.create(&PostParams::default(), &compliant).await;
+            assert!(
+                created.is_ok(),
+                "pod-hardener's own namespace refused a Pod: {created:?}"
+            );
+            // In a served namespace the mutating webhook fails open, so PodSecurity refuses the
+            // unhardened Pod; a compliant Pod passes PodSecurity and is refused by the
+            // validating webhook's failurePolicy Fail.
+            let refusal = |result: Result<Pod, kube::Error>| match result {
+                Err(kube::Error::Api(status)) => status.message,
+                other => panic!("a served namespace admitted a Pod with no backend: {other:?}"),
+            };
+            let unmodified = refusal(
+                apps.create(
+                    &PostParams::default(),
+                    &probe_pod("while-down", "numeric-user"),
+                )
+                .await,
+            );
+            assert!(
+                unmodified.contains(r#"violates PodSecurity "restricted:latest""#),
+                "{unmodified}"
+            );
+            let mut compliant_in_apps = compliant.clone();
+            compliant_in_apps.metadata.name = Some("compliant-while-down".to_owned());
+            let message = refusal(
+                apps.create(&PostParams::default(), &compliant_in_apps)
+                    .await,
+            );
+            assert!(
+                message.contains("failed calling webhook \"validate.pod-hardener.io\""),
+                "{message}"
+            );
+            eprintln!("s4 (b): namespace gone: kube-system and pod-hardener admit Pods");
+            eprintln!("s4 (b): {APPS}, unmodified Pod: {unmodified}");
+            eprintln!("s4 (b): {APPS}, compliant Pod: {message}");
+            // Re-installing works (its own namespace is not served: no deadlock).
+            kubectl(
+                &node,
+                &kubeconfig,
+                &["delete", "pod", "-n", HARDENER_NAMESPACE, "compliant"],
+            );
+            install_as_operator(&node, &control_plane, &sandbox);
+            wait_until_hardened(&apps, &control_plane).await;
+            eprintln!("s4 (b): re-installed, Pods hardened again");
+
+            // (c) Uninstall.
+            kubectl(
+                &node,
+                &kubeconfig,
+                &["delete", "-k", "manifests", "--timeout=120s"],
+            );
+            let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone())
+                .get_opt("pod-hardener")
+                .await
+                .unwrap();
+            let validating = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+                .get_opt("pod-hardener")
+                .await
+                .unwrap();
+            assert!(
+                mutating.is_none() && validating.is_none(),
+                "webhook configurations left behind"
+            );
+            create_namespace(&control_plane, &client, "plain", json!({})).await;
+            let plain: Api<Pod> = Api::namespaced(client.clone(), "plain");
+            let pod = plain
+                .create(&PostParams::default(), &probe_pod("after", "numeric-user"))
+                .await
+                .unwrap();
+            assert!(!is_hardened(&pod), "hardened after uninstall");
+            eprintln!(
+                "s4 (c): uninstalled: no webhook configuration left, Pods created unhardened; \
+             scenario {:.1?}",
+                started.elapsed()
+            );
+        },
+    );
 }
