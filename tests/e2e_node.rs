@@ -711,6 +711,28 @@ async fn operator_cluster(sandbox: &Sandbox) -> (ControlPlane, Node, Client) {
     (control_plane, node, client)
 }
 
+/// [`operator_cluster`] with pod-hardener installed as an operator does and the restricted
+/// namespace [`APPS`] served: returns once the webhooks harden its Pods, with an API for them.
+async fn installed_and_serving(sandbox: &Sandbox) -> (ControlPlane, Node, Client, Api<Pod>) {
+    let (control_plane, node, client) = operator_cluster(sandbox).await;
+    install_as_operator(&node, &control_plane, sandbox);
+    let pods = restricted_namespace(&control_plane, &client, APPS).await;
+    wait_until_hardened(&pods, &control_plane).await;
+    (control_plane, node, client, pods)
+}
+
+/// `kubectl rollout status` of pod-hardener's Deployment, up to 120 s.
+fn wait_for_rollout(node: &Node, kubeconfig: &std::path::Path) {
+    let args = [
+        "-n",
+        HARDENER_NAMESPACE,
+        "rollout",
+        "status",
+        "deploy/pod-hardener",
+    ];
+    kubectl(node, kubeconfig, &[&args[..], &["--timeout=120s"]].concat());
+}
+
 /// The README's installation, step by step, with the pinned kubectl: `pod-hardener certs`,
 /// `kubectl apply -k manifests`, the TLS Secret, the caBundle patches, then `rollout status`.
 /// Returns how long it took from `apply -k` until the rollout finished.
@@ -749,18 +771,7 @@ fn install_as_operator(node: &Node, control_plane: &ControlPlane, sandbox: &Sand
             &["patch", kind, "pod-hardener", "--type=json", "-p", &patch],
         );
     }
-    kubectl(
-        node,
-        &kubeconfig,
-        &[
-            "-n",
-            HARDENER_NAMESPACE,
-            "rollout",
-            "status",
-            "deploy/pod-hardener",
-            "--timeout=120s",
-        ],
-    );
+    wait_for_rollout(node, &kubeconfig);
     install_started.elapsed()
 }
 
@@ -832,6 +843,22 @@ async fn create_namespace(
         .await;
 }
 
+/// Creates namespace `name` labelled enforce=restricted; returns an API for its Pods.
+async fn restricted_namespace(
+    control_plane: &ControlPlane,
+    client: &Client,
+    name: &str,
+) -> Api<Pod> {
+    create_namespace(
+        control_plane,
+        client,
+        name,
+        json!({ RESTRICTED.0: RESTRICTED.1 }),
+    )
+    .await;
+    Api::namespaced(client.clone(), name)
+}
+
 /// 4. Upgrade and uninstall leave no webhook pointing at nothing, and never deadlock: after the
 ///    operator install, (a) re-applying `manifests/` (an upgrade) keeps the patched caBundle and
 ///    the webhooks answering; (b) with the pod-hardener namespace deleted (the webhook
@@ -846,18 +873,8 @@ fn s4_upgrade_and_uninstall_never_deadlock() {
         "s4_upgrade_and_uninstall_never_deadlock",
         |sandbox| async move {
             let started = Instant::now();
-            let (control_plane, node, client) = operator_cluster(&sandbox).await;
-            install_as_operator(&node, &control_plane, &sandbox);
+            let (control_plane, node, client, apps) = installed_and_serving(&sandbox).await;
             let kubeconfig = control_plane.kubeconfig_path().to_owned();
-            create_namespace(
-                &control_plane,
-                &client,
-                APPS,
-                json!({ RESTRICTED.0: RESTRICTED.1 }),
-            )
-            .await;
-            let apps: Api<Pod> = Api::namespaced(client.clone(), APPS);
-            wait_until_hardened(&apps, &control_plane).await;
 
             // (a) An upgrade: the same manifests applied again.
             kubectl(&node, &kubeconfig, &["apply", "-k", "manifests"]);
@@ -891,14 +908,7 @@ fn s4_upgrade_and_uninstall_never_deadlock() {
                 )
                 .await;
             assert!(created.is_ok(), "kube-system refused a Pod: {created:?}");
-            create_namespace(
-                &control_plane,
-                &client,
-                HARDENER_NAMESPACE,
-                json!({ RESTRICTED.0: RESTRICTED.1 }),
-            )
-            .await;
-            let own: Api<Pod> = Api::namespaced(client.clone(), HARDENER_NAMESPACE);
+            let own = restricted_namespace(&control_plane, &client, HARDENER_NAMESPACE).await;
             let compliant: Pod = serde_json::from_value(json!({
                 "metadata": { "name": "compliant" },
                 "spec": {
@@ -996,4 +1006,173 @@ fn s4_upgrade_and_uninstall_never_deadlock() {
             );
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 3: failover under a stream of creates
+// ---------------------------------------------------------------------------------------------
+
+/// What a stream of dry-run creates saw.
+#[derive(Debug, Default)]
+struct StreamStats {
+    sent: usize,
+    failed: usize,
+    unhardened: usize,
+    latencies: Vec<Duration>,
+    errors: Vec<String>,
+}
+
+impl StreamStats {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Dry-run creates of an unmodified Pod at `per_second` for `duration`, each one hardened by
+/// pod-hardener's webhook or refused; counts failures, Pods admitted unhardened and latencies.
+async fn create_stream(pods: Api<Pod>, per_second: u32, duration: Duration) -> StreamStats {
+    let mut interval = tokio::time::interval(Duration::from_secs(1) / per_second);
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    while Instant::now() < deadline {
+        interval.tick().await;
+        let pods = pods.clone();
+        tasks.push(tokio::spawn(async move {
+            let dry_run = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let sent = Instant::now();
+            let result = pods
+                .create(&dry_run, &probe_pod("stream", "numeric-user"))
+                .await;
+            (result.map(|pod| is_hardened(&pod)), sent.elapsed())
+        }));
+    }
+    let mut stats = StreamStats::default();
+    for task in tasks {
+        let (result, latency) = task.await.expect("a create task");
+        stats.sent += 1;
+        stats.latencies.push(latency);
+        match result {
+            Ok(true) => {}
+            Ok(false) => stats.unhardened += 1,
+            Err(err) => {
+                stats.failed += 1;
+                stats.errors.push(err.to_string());
+            }
+        }
+    }
+    stats
+}
+
+/// 3. Failover, measured: a stream of 20 dry-run creates per second of an unmodified Pod in a
+///    restricted namespace (baseline), while (a) `kubectl rollout restart` of pod-hardener, and
+///    while (b) one replica's container is killed (SIGKILL). Baseline: every create hardened.
+///    (a), (b): nothing admitted unhardened; the few creates that fail while a replica goes away
+///    fail only as described below (today's behaviour, not yet the issue's 0). Prints the counts
+///    and the latency the API server adds (p50, p99). Not done: every replica down, a
+///    certificate rotated.
+#[test]
+fn s3_failover_under_a_create_stream() {
+    sandboxed("s3_failover_under_a_create_stream", |sandbox| async move {
+        let (control_plane, node, _client, pods) = installed_and_serving(&sandbox).await;
+        let kubeconfig = control_plane.kubeconfig_path().to_owned();
+        let phase = Duration::from_secs(20);
+        let mut table = Vec::new();
+
+        let baseline = create_stream(pods.clone(), 20, Duration::from_secs(5)).await;
+        table.push(("baseline", baseline));
+
+        let stream = tokio::spawn(create_stream(pods.clone(), 20, phase));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        kubectl(
+            &node,
+            &kubeconfig,
+            &[
+                "-n",
+                HARDENER_NAMESPACE,
+                "rollout",
+                "restart",
+                "deploy/pod-hardener",
+            ],
+        );
+        wait_for_rollout(&node, &kubeconfig);
+        table.push(("(a) rollout restart", stream.await.unwrap()));
+
+        let stream = tokio::spawn(create_stream(pods.clone(), 20, phase));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let victim = node
+            .ctr(&["tasks", "ls", "-q"])
+            .lines()
+            .find_map(|line| {
+                let id = line.trim();
+                let info = node.ctr(&["containers", "info", id]);
+                info.contains(SHIPPED_IMAGE).then(|| id.to_owned())
+            })
+            .expect("a running pod-hardener container");
+        node.ctr(&["tasks", "kill", "-s", "SIGKILL", &victim]);
+        table.push(("(b) one replica killed", stream.await.unwrap()));
+
+        eprintln!(
+            "s3: {:<24} {:>5} {:>7} {:>11} {:>9} {:>9}",
+            "phase", "sent", "failed", "unhardened", "p50", "p99"
+        );
+        for (name, stats) in &table {
+            eprintln!(
+                "s3: {name:<24} {:>5} {:>7} {:>11} {:>9.1?} {:>9.1?} {:?}",
+                stats.sent,
+                stats.failed,
+                stats.unhardened,
+                stats.percentile(0.5),
+                stats.percentile(0.99),
+                stats
+                    .errors
+                    .first()
+                    .map(|e| e.chars().take(160).collect::<String>())
+            );
+        }
+        for (name, stats) in &table {
+            assert!(stats.sent > 0, "{name}: nothing sent");
+            assert_eq!(stats.unhardened, 0, "{name}: Pods admitted unhardened");
+        }
+        assert_eq!(
+            table[0].1.failed, 0,
+            "baseline: failed creates: {:?}",
+            table[0].1.errors
+        );
+        // Today's behaviour during a failover (the issue wants 0 failed creates for both;
+        // recorded here as it is, counts printed above). The API server does not retry a webhook
+        // call at another endpoint: (a) a pooled connection to a draining replica may be closed
+        // under a request ("broken pipe", "connection reset", EOF); (b) until the kubelet sees
+        // the killed container and its endpoint leaves the EndpointSlice (about a second), the
+        // dead endpoint is still picked ("connection refused"). The validating webhook then fails
+        // closed, and the mutating one fails open, so PodSecurity refuses the unhardened Pod.
+        // Nothing else fails, and nothing is admitted unhardened.
+        let expected = [
+            "connect: connection refused",
+            "broken pipe",
+            "connection reset",
+            "EOF",
+            r#"violates PodSecurity "restricted:latest""#,
+        ];
+        for (name, stats) in &table[1..] {
+            for error in &stats.errors {
+                assert!(
+                    expected.iter().any(|kind| error.contains(kind)),
+                    "{name}: an unexpected failure: {error}"
+                );
+            }
+            eprintln!(
+                "s3: {name}: {} of {} creates failed, each as a webhook call to a replica that \
+                 was going away",
+                stats.failed, stats.sent
+            );
+        }
+    });
 }
