@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, the duplicate-crate check, then every
-# test (unit, PSA conformance, planner, CLI, HTTP, TLS and end-to-end against a real control
-# plane, which is built once per machine and cached).
+# test (unit, PSA conformance, planner, CLI, HTTP, TLS, end-to-end against a real control
+# plane, and on a real node: both are built once per machine and cached). The node tests
+# (tests/e2e_node.rs) need root and pod-hardener's image (scripts/build-image.sh, which .ci/run
+# runs first; the tests build it when it is missing).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +37,9 @@ echo "== cargo deny (licenses, bans, sources; offline)"
 if ! command -v cargo-deny >/dev/null 2>&1; then
     cargo install --locked cargo-deny
 fi
+# cargo metadata (which cargo deny runs) resolves every target's crates (windows-sys, ...),
+# which no build on this platform downloads: fetch them first, or a fresh cargo home fails here.
+cargo fetch --locked
 cargo deny --offline check bans licenses sources
 
 echo "== control plane for the end-to-end tests (cached after the first build)"
@@ -44,6 +49,11 @@ export POD_HARDENER_CONTROL_PLANE_BIN
 echo "== helm 3, helm 4, kustomize and kubectl for the chart corpus test (cached after the first build)"
 POD_HARDENER_TOOLS_BIN="$(scripts/build-tools.sh | tail -n 1)"
 export POD_HARDENER_TOOLS_BIN
+
+echo "== node for the end-to-end node tests: kubelet, containerd, runc, CNI, test images (cached)"
+POD_HARDENER_NODE_BIN="$(scripts/build-node.sh | tail -n 1)"
+POD_HARDENER_NODE_IMAGES="$(scripts/build-node-images.sh | tail -n 1)"
+export POD_HARDENER_NODE_BIN POD_HARDENER_NODE_IMAGES
 
 echo "== cargo test"
 log="$(mktemp)"

@@ -59,9 +59,9 @@ const LOG_TAIL_LINES: usize = 40;
 /// Start-up is retried when a port picked as free was taken in between.
 const START_ATTEMPTS: usize = 3;
 /// The Service CIDR given to the API server; nothing is ever sent there.
-const SERVICE_CIDR: &str = "10.0.0.0/24";
+pub const SERVICE_CIDR: &str = "10.0.0.0/24";
 /// The first address of [`SERVICE_CIDR`], the `kubernetes` Service's ClusterIP.
-const KUBERNETES_SERVICE_IP: &str = "10.0.0.1";
+pub const KUBERNETES_SERVICE_IP: &str = "10.0.0.1";
 
 const ETCD: &str = "etcd";
 const APISERVER: &str = "kube-apiserver";
@@ -91,10 +91,11 @@ struct ApiServerCommand {
     tls: Arc<ClientConfig>,
 }
 
-struct Component {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+/// A started process and its log file (also the node harness's).
+pub struct Component {
+    pub name: &'static str,
+    pub child: Child,
+    pub log: PathBuf,
 }
 
 /// Why one start-up attempt failed.
@@ -113,9 +114,16 @@ impl ControlPlane {
     /// When the binaries cannot be found or built, or a component exits or is not ready
     /// within its bounded wait; the message carries the last lines of its log.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`ControlPlane::start`] with `extra_apiserver_args` appended to kube-apiserver's flags
+    /// (e.g. `--enable-aggregator-routing=true`, so that webhook Services are called at their
+    /// endpoints, as a cluster without kube-proxy needs).
+    pub fn start_with(extra_apiserver_args: &[&str]) -> Self {
         let bin = binaries();
         for attempt in 1..=START_ATTEMPTS {
-            match Self::try_start(bin) {
+            match Self::try_start(bin, extra_apiserver_args) {
                 Ok(control_plane) => return control_plane,
                 Err(err) if err.port_taken && attempt < START_ATTEMPTS => {
                     eprintln!(
@@ -131,11 +139,29 @@ impl ControlPlane {
 
     /// [`ControlPlane::start`] on tokio's blocking pool, for async tests.
     pub async fn start_async() -> Self {
-        match tokio::task::spawn_blocking(Self::start).await {
+        Self::start_async_with(&[]).await
+    }
+
+    /// [`ControlPlane::start_with`] on tokio's blocking pool, for async tests.
+    pub async fn start_async_with(extra_apiserver_args: &[&str]) -> Self {
+        let args: Vec<String> = extra_apiserver_args
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        let start = move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Self::start_with(&args)
+        };
+        match tokio::task::spawn_blocking(start).await {
             Ok(control_plane) => control_plane,
             Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
             Err(err) => panic!("control plane start-up task failed: {err}"),
         }
+    }
+
+    /// The API server's port on 127.0.0.1.
+    pub fn apiserver_port(&self) -> u16 {
+        self.apiserver.port
     }
 
     /// The API server's URL, `https://127.0.0.1:PORT`.
@@ -339,7 +365,7 @@ impl ControlPlane {
         self.components.iter().any(|c| c.name == APISERVER)
     }
 
-    fn try_start(bin: &Path) -> Result<Self, StartError> {
+    fn try_start(bin: &Path, extra_apiserver_args: &[&str]) -> Result<Self, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("pod-hardener-e2e-")
             .tempdir()
@@ -386,7 +412,7 @@ impl ControlPlane {
         let pki_arg = |name: &str| pki.join(name).display().to_string();
         let client_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
-        let apiserver_args = vec![
+        let mut apiserver_args = vec![
             format!("--etcd-servers={client_url}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--advertise-address=127.0.0.1".to_owned(),
@@ -414,6 +440,7 @@ impl ControlPlane {
             "--audit-log-format=json".to_owned(),
             "--audit-log-mode=blocking".to_owned(),
         ];
+        apiserver_args.extend(extra_apiserver_args.iter().map(|a| (*a).to_owned()));
 
         let mut control_plane = Self {
             components: Vec::new(),
@@ -605,7 +632,7 @@ fn stop(components: &mut Vec<Component>) {
 }
 
 /// SIGTERM, then SIGKILL when the component is still running after [`STOP_GRACE`].
-fn stop_component(component: &mut Component) {
+pub fn stop_component(component: &mut Component) {
     // std has no SIGTERM; a failure here is covered by the SIGKILL below.
     let _ = Command::new("kill")
         .args(["-TERM", &component.child.id().to_string()])
@@ -628,7 +655,7 @@ fn stop_component(component: &mut Component) {
 
 /// The directory holding the three binaries: `POD_HARDENER_CONTROL_PLANE_BIN`, or the
 /// last stdout line of `scripts/build-control-plane.sh`, once per test process.
-fn binaries() -> &'static Path {
+pub fn binaries() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let dir = match std::env::var_os("POD_HARDENER_CONTROL_PLANE_BIN") {
@@ -862,7 +889,7 @@ fn exchange(
 }
 
 /// The last `lines` lines of a log file.
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

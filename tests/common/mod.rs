@@ -4,4 +4,6 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod node;
+pub mod sandbox;
 pub mod webhook;

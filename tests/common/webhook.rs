@@ -230,6 +230,38 @@ pub fn pod(name: &str, spec: Value) -> Pod {
     serde_json::from_value(json!({ "metadata": { "name": name }, "spec": spec })).expect("a Pod")
 }
 
+/// Runs `pod-hardener certs --service pod-hardener --namespace pod-hardener` (the names of
+/// `manifests/`) with `extra_args` into `out_dir`, and returns the caBundle it printed.
+pub fn pod_hardener_certs(out_dir: &Path, extra_args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_pod-hardener"))
+        .args([
+            "certs",
+            "--service",
+            "pod-hardener",
+            "--namespace",
+            "pod-hardener",
+        ])
+        .args(extra_args)
+        .arg("--out-dir")
+        .arg(out_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pod-hardener certs");
+    assert!(
+        output.status.success(),
+        "pod-hardener certs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ca_bundle = String::from_utf8(output.stdout)
+        .expect("the caBundle is UTF-8")
+        .trim()
+        .to_owned();
+    base64::engine::general_purpose::STANDARD
+        .decode(&ca_bundle)
+        .expect("pod-hardener certs prints the caBundle as base64");
+    ca_bundle
+}
+
 /// The real `pod-hardener serve` process; killed on drop.
 pub struct PodHardener {
     child: Option<Child>,
@@ -250,31 +282,7 @@ impl PodHardener {
     pub async fn start(dir: &Path, kubeconfig: &Path, extra_config: &Value) -> Self {
         fs::create_dir_all(dir).expect("create the pod-hardener directory");
         let certs = dir.join("certs");
-        let output = Command::new(env!("CARGO_BIN_EXE_pod-hardener"))
-            .args([
-                "certs",
-                "--service",
-                "pod-hardener",
-                "--namespace",
-                "pod-hardener",
-            ])
-            .args(["--ip", "127.0.0.1", "--out-dir"])
-            .arg(&certs)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pod-hardener certs");
-        assert!(
-            output.status.success(),
-            "pod-hardener certs failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let ca_bundle = String::from_utf8(output.stdout)
-            .expect("the caBundle is UTF-8")
-            .trim()
-            .to_owned();
-        base64::engine::general_purpose::STANDARD
-            .decode(&ca_bundle)
-            .expect("pod-hardener certs prints the caBundle as base64");
+        let ca_bundle = pod_hardener_certs(&certs, &["--ip", "127.0.0.1"]);
 
         let mut last_error = String::new();
         for attempt in 1..=START_ATTEMPTS {
