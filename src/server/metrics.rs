@@ -1,7 +1,7 @@
 //! Prometheus metrics. Every label set is known in advance, so each family is an array of
 //! atomics indexed by its label set: recording is lock-free and allocation-free, one relaxed
 //! atomic add per counter. Each family renders itself in the text exposition format, so adding
-//! one is a field, a [`LabelSet`] and a line in [`Metrics::render`].
+//! one is a field, a `LabelSet` and a line in [`Metrics::render`].
 
 use std::fmt::Write as _;
 use std::marker::PhantomData;

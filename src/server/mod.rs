@@ -1,8 +1,8 @@
 //! The HTTPS server: hyper 1 on tokio with rustls, serving the admission routes on one port and
 //! metrics and health on a plain-HTTP port.
 //!
-//! The transport ([`transport`], [`conn`]) serves any hyper service, one per listener, and knows
-//! nothing of admission; [`routes`] is the service of both ports here. Everything is bounded: a
+//! The transport ([`transport`] and its per-connection half, `conn`) serves any hyper service,
+//! one per listener, and knows nothing of admission; [`routes`] is the service of both ports here. Everything is bounded: a
 //! connection cap per port, TLS handshake, header-read, first-request, request and idle
 //! timeouts, HTTP/2 streams per connection, a request body limit, a process-wide budget for
 //! request bodies in flight ([`budget`]), and a drain deadline on shutdown, after which remaining

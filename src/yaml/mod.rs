@@ -2,7 +2,7 @@
 //!
 //! kubectl and Helm read manifests through sigs.k8s.io/yaml, which is go-yaml v2: YAML 1.1
 //! resolution, so `0755` is the number 493 and `no` is `false`. [`read`] reads a stream exactly
-//! so ([`resolve`] holds the rules); [`write`] writes documents that go-yaml v2 and v3, YAML 1.1
+//! so ([`resolve`] holds the rules); [`write`](mod@write) writes documents that go-yaml v2 and v3, YAML 1.1
 //! and 1.2 all read back as the same JSON; [`splice`] puts rewritten documents back into the
 //! input, leaving every other byte as it was.
 
