@@ -242,17 +242,19 @@ fn every_request_logs_inside_a_span_naming_its_client() {
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .finish();
-    // One thread: the subscriber set for this thread sees every task, HTTP/2 streams included.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let _default = tracing::subscriber::set_default(subscriber);
+    // The process-wide subscriber, not a thread-local one: with a thread-local one, a callsite
+    // first reached by a parallel test (no subscriber there) could be cached as disabled. This
+    // is the only test of the file that sets one; its paths are unique to it.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     let clients = runtime.block_on(async {
         let server = start_echo(limits(8), None, Duration::ZERO);
         let (mut first, first_addr) = h2(server.addr).await;
         let (mut second, second_addr) = h2(server.addr).await;
-        for (sender, path) in [(&mut first, "/one"), (&mut second, "/two")] {
+        for (sender, path) in [(&mut first, "/span-one"), (&mut second, "/span-two")] {
             let rsp = within(
                 path,
                 sender.send_request(get(&format!("http://localhost{path}"))),
@@ -261,7 +263,7 @@ fn every_request_logs_inside_a_span_naming_its_client() {
             .unwrap();
             assert_eq!(rsp.status(), StatusCode::OK);
         }
-        [(first_addr, "/one"), (second_addr, "/two")]
+        [(first_addr, "/span-one"), (second_addr, "/span-two")]
     });
     let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
     for (client, path) in clients {

@@ -18,16 +18,9 @@ impl Planner<'_> {
             .as_ref()
             .and_then(|sc| sc.run_as_user);
         let field = Field::pod(&["securityContext", "runAsUser"]);
+        let mut explicit_roots = Vec::new();
         match (pod_value, configured) {
-            (Some(0), _) => {
-                self.explicit_value(
-                    Control::RunAsUser,
-                    field,
-                    rewrite(),
-                    json!(0),
-                    "runAsUser: 0",
-                );
-            }
+            (Some(0), _) => explicit_roots.push(field),
             (None, Some(uid)) => match self.image_verdicts() {
                 // Lookups know every image: only the containers whose image would not start
                 // under runAsNonRoot get the configured UID.
@@ -47,18 +40,14 @@ impl Planner<'_> {
             },
             _ => {}
         }
-        let roots: Vec<Field> = visit(self.spec())
-            .filter(|c| c.security_context.and_then(|sc| sc.run_as_user) == Some(0))
-            .map(|c| Field::container(&c, &["securityContext", "runAsUser"]))
-            .collect();
-        for field in roots {
-            self.explicit_value(
-                Control::RunAsUser,
-                field,
-                rewrite(),
-                json!(0),
-                "runAsUser: 0",
-            );
+        explicit_roots.extend(
+            visit(self.spec())
+                .filter(|c| c.security_context.and_then(|sc| sc.run_as_user) == Some(0))
+                .map(|c| Field::container(&c, &["securityContext", "runAsUser"])),
+        );
+        for field in explicit_roots {
+            let detail = "runAsUser: 0";
+            self.explicit_value(Control::RunAsUser, field, rewrite(), json!(0), detail);
         }
     }
 
@@ -151,19 +140,10 @@ impl Planner<'_> {
             .as_ref()
             .and_then(|sc| sc.run_as_non_root);
         let field = Field::pod(&["securityContext", "runAsNonRoot"]);
-        let set_true = || Edit::Set(json!(true));
+        let mut explicit_false = Vec::new();
         match pod_value {
             Some(true) => {}
-            Some(false) => {
-                let detail = "runAsNonRoot: false";
-                self.explicit_value(
-                    Control::RunAsNonRoot,
-                    field,
-                    set_true(),
-                    json!(false),
-                    detail,
-                );
-            }
+            Some(false) => explicit_false.push(field),
             None => match self.remaining_root_user() {
                 Some(conflict) => {
                     let reason = SkipReason::Conflict(conflict);
@@ -172,19 +152,15 @@ impl Planner<'_> {
                 None => self.fill_run_as_non_root(field),
             },
         }
-        let explicit_false: Vec<Field> = visit(self.spec())
-            .filter(|c| c.security_context.and_then(|sc| sc.run_as_non_root) == Some(false))
-            .map(|c| Field::container(&c, &["securityContext", "runAsNonRoot"]))
-            .collect();
+        explicit_false.extend(
+            visit(self.spec())
+                .filter(|c| c.security_context.and_then(|sc| sc.run_as_non_root) == Some(false))
+                .map(|c| Field::container(&c, &["securityContext", "runAsNonRoot"])),
+        );
         for field in explicit_false {
+            let (edit, previous) = (Edit::Set(json!(true)), json!(false));
             let detail = "runAsNonRoot: false";
-            self.explicit_value(
-                Control::RunAsNonRoot,
-                field,
-                set_true(),
-                json!(false),
-                detail,
-            );
+            self.explicit_value(Control::RunAsNonRoot, field, edit, previous, detail);
         }
     }
 
