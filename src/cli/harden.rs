@@ -108,8 +108,7 @@ fn harden_object(
     let hardening = hardener
         .harden(kind, object, Scope::Create)
         .map_err(located)?;
-    let hardened_object = hardening.hardened_object().map_err(located)?;
-    let mut hardened = hardening.hardened_parts().map_err(located)?.into_owned();
+    let (hardened_object, mut hardened) = hardening.hardened_object_and_parts().map_err(located)?;
     let plan = hardening.plan;
     *object = hardened_object;
     let policy = LevelVersion::new(options.profile.level, Version::Latest);

@@ -197,8 +197,14 @@ impl<'o> Hardening<'o> {
         if !self.changes_object() {
             return Ok(Cow::Borrowed(&self.parts));
         }
+        Ok(Cow::Owned(self.hardened_object_and_parts()?.1))
+    }
+
+    /// The whole hardened object and its pod parts, patched once (for callers that need both).
+    pub fn hardened_object_and_parts(&self) -> Result<(Value, PodParts), HardenError> {
         let hardened = self.hardened_object()?;
-        Ok(Cow::Owned(workload::extract(self.kind, &hardened)?))
+        let parts = workload::extract(self.kind, &hardened)?;
+        Ok((hardened, parts))
     }
 
     /// The checks of `policy` the hardened pod will still fail, with the details of the pod as
