@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::admission::{AdmissionSettings, Exemptions};
 use crate::harden::HardeningSettings;
 use crate::policy::{DefaultPolicy, Defaults};
+use crate::registry::{ImageLookupConfig, LookupSettings};
 use crate::server::routes::RequestLimits;
 use crate::server::transport::TransportLimits;
 
@@ -269,6 +270,8 @@ pub struct ConfigFile {
     pub exemptions: Exemptions,
     /// Logging.
     pub log: LogSettings,
+    /// Image lookups (off unless `enabled`).
+    pub images: ImageLookupConfig,
 }
 
 impl Default for ConfigFile {
@@ -283,6 +286,7 @@ impl Default for ConfigFile {
             hardening: HardeningSettings::default(),
             exemptions: Exemptions::default(),
             log: LogSettings::default(),
+            images: ImageLookupConfig::default(),
         }
     }
 }
@@ -313,6 +317,8 @@ pub struct Config {
     pub admission: AdmissionSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Image lookups, when enabled.
+    pub images: Option<LookupSettings>,
 }
 
 impl ConfigFile {
@@ -402,6 +408,10 @@ impl ConfigFile {
                 message: e.to_string(),
             }
         })?;
+        let images = self.images.validate().map_err(|e| ConfigError::Invalid {
+            field: e.field,
+            message: e.message,
+        })?;
         let ConfigFile {
             listen,
             metrics_listen,
@@ -412,6 +422,7 @@ impl ConfigFile {
             hardening,
             exemptions,
             log,
+            images: _,
         } = self;
         Ok(Config {
             listen,
@@ -428,6 +439,7 @@ impl ConfigFile {
                 exemptions,
             },
             log,
+            images,
         })
     }
 }

@@ -5,5 +5,6 @@
 
 pub mod control_plane;
 pub mod node;
+pub mod registry;
 pub mod sandbox;
 pub mod webhook;
