@@ -784,3 +784,83 @@ async fn the_webhook_hardens_each_container_as_its_image_allows() {
         "{metrics}"
     );
 }
+
+/// `harden --image-lookups` on `manifest`, with `config` as the images settings file.
+fn harden_with_lookups(
+    config: &std::path::Path,
+    cache: &std::path::Path,
+    manifest: &str,
+) -> (String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pod-hardener"))
+        .args(["harden", "--explain", "--image-lookups"])
+        .arg("--images-config")
+        .arg(config)
+        .arg("--image-cache")
+        .arg(cache)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_decides_as_the_webhook_and_renders_again_from_its_cache() {
+    let mut world = world().await;
+    let host = world.registry.host.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("images.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  \"{host}\": {{ca: {}}}\n",
+            world.certs.ca.display()
+        ),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let manifest = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      initContainers:\n        - name: setup\n          image: {host}/no-user:1\n      containers:\n        - name: app\n          image: {host}/named:1\n"
+    );
+    let (first, explanation) = harden_with_lookups(&config, &cache, &manifest);
+    let hardened: Value = serde_yaml_ng::from_str(&first).unwrap();
+    let spec = &hardened["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["containers"][0]["securityContext"]["runAsUser"], 1001,
+        "{first}"
+    );
+    assert_eq!(
+        spec["containers"][0]["securityContext"]["runAsNonRoot"], true,
+        "{first}"
+    );
+    assert!(
+        spec["initContainers"][0]["securityContext"]
+            .get("runAsNonRoot")
+            .is_none(),
+        "{first}"
+    );
+    assert!(
+        explanation.contains("no-user:1 sets no user"),
+        "{explanation}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        2,
+        "one cached answer per image"
+    );
+    // With the registry gone, the cache renders the same bytes.
+    world.registry.stop();
+    let (second, _) = harden_with_lookups(&config, &cache, &manifest);
+    assert_eq!(second, first);
+}
