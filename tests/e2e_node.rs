@@ -1227,17 +1227,30 @@ fn s5_image_aware_hardening_leaves_no_pod_stuck() {
                 "numeric-user",
                 "volume",
             ] {
-                match pods.create(&PostParams::default(), &pod_of(tag)).await {
-                    Ok(_) => admitted.push(tag.to_owned()),
-                    Err(kube::Error::Api(status)) => {
-                        denied.insert(tag.to_owned(), status.message.clone());
-                    }
-                    Err(e) => panic!("create {tag}: {e}"),
+                // Created with kubectl, as a user would: its stderr carries the webhooks'
+                // warnings (`Warning: ...`) with the denial, and they are what says why.
+                let manifest = dir.join(format!("{tag}.json"));
+                std::fs::write(&manifest, serde_json::to_vec(&pod_of(tag)).unwrap()).unwrap();
+                let output = tokio::task::block_in_place(|| {
+                    std::process::Command::new(node.binary("kubectl"))
+                        .arg("--kubeconfig")
+                        .arg(setup.control_plane.kubeconfig_path())
+                        .args(["create", "--namespace", APPS, "-f"])
+                        .arg(&manifest)
+                        .stdin(std::process::Stdio::null())
+                        .output()
+                        .expect("run kubectl")
+                });
+                if output.status.success() {
+                    admitted.push(tag.to_owned());
+                } else {
+                    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+                    denied.insert(tag.to_owned(), stderr);
                 }
             }
-            eprintln!("s5: denied at admission:");
+            eprintln!("s5: denied at admission (kubectl's stderr):");
             for (tag, message) in &denied {
-                eprintln!("  {tag:<34} {message}");
+                eprintln!("  {tag}:\n    {}", message.trim().replace('\n', "\n    "));
             }
             let settled = settle(&setup, &node, &admitted).await;
             print_table("s5: final states of the admitted Pods", &settled);

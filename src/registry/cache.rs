@@ -234,6 +234,22 @@ impl ImageLookups {
         Started::Pending(shared)
     }
 
+    /// Records `lookup` for `image` on `platform` as a finished lookup would (a tag's answer for
+    /// `tagTTL`): to warm the cache ahead of traffic, and for benchmarks. An unparsable reference
+    /// is ignored, as a review would answer it without the cache.
+    pub fn prime(&self, image: &str, platform: &Platform, lookup: ImageLookup) {
+        let Ok(reference) = lookup::parse_reference(image) else {
+            return;
+        };
+        let expires =
+            (reference.digest().is_none()).then(|| Instant::now() + self.inner.settings.tag_ttl);
+        let key = Key {
+            reference: reference.whole(),
+            platform: platform.clone(),
+        };
+        self.store(key, lookup, expires);
+    }
+
     fn store(&self, key: Key, lookup: ImageLookup, expires: Option<Instant>) {
         let max = self.inner.settings.max_cached_images;
         let mut state = self.lock();
