@@ -6,4 +6,5 @@
 pub mod control_plane;
 pub mod node;
 pub mod sandbox;
+pub mod tools;
 pub mod webhook;
