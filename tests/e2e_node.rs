@@ -747,6 +747,8 @@ fn helm(sandbox: &Sandbox, kubeconfig: &std::path::Path, args: &[&str]) -> Strin
 ///    webhook configuration behind, and Pods are created unhardened again.
 #[test]
 fn s2_installed_with_helm() {
+    // Built (or found) here, in the outer run too: the inner run has no network to build with.
+    common::tools::tools();
     sandboxed("s2_installed_with_helm", |sandbox| async move {
         let started = Instant::now();
         let (control_plane, node, client) = operator_cluster(&sandbox).await;
