@@ -510,6 +510,9 @@ const HARDENER_NAMESPACE: &str = "pod-hardener";
 fn kubectl(node: &Node, kubeconfig: &std::path::Path, args: &[&str]) -> String {
     let output = tokio::task::block_in_place(|| {
         std::process::Command::new(node.binary("kubectl"))
+            // Its discovery cache beside the kubeconfig, in the test's own directory, not in
+            // ~/.kube/cache on the machine.
+            .env("KUBECACHEDIR", kube_cache_dir(kubeconfig))
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(args)
@@ -526,6 +529,11 @@ fn kubectl(node: &Node, kubeconfig: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Where kubectl and helm keep their discovery cache for the cluster of `kubeconfig`: beside it.
+fn kube_cache_dir(kubeconfig: &std::path::Path) -> std::path::PathBuf {
+    kubeconfig.with_file_name("kube-cache")
 }
 
 /// A plain-HTTP GET of `path` on `ip:port` (a Pod's address, inside the sandbox).
@@ -726,6 +734,7 @@ fn helm(sandbox: &Sandbox, kubeconfig: &std::path::Path, args: &[&str]) -> Strin
         command.env(var, sandbox.dir.join(sub));
     }
     command
+        .env("KUBECACHEDIR", kube_cache_dir(kubeconfig))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
