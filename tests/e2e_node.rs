@@ -1156,6 +1156,8 @@ struct StreamStats {
     unhardened: usize,
     latencies: Vec<Duration>,
     errors: Vec<String>,
+    /// When each failed create was sent.
+    failed_at: Vec<Instant>,
 }
 
 impl StreamStats {
@@ -1225,12 +1227,12 @@ async fn create_stream(pods: Api<Pod>, stop: tokio_util::sync::CancellationToken
             let result = pods
                 .create(&dry_run, &probe_pod("stream", "numeric-user"))
                 .await;
-            (result.map(|pod| is_hardened(&pod)), sent.elapsed())
+            (result.map(|pod| is_hardened(&pod)), sent, sent.elapsed())
         }));
     }
     let mut stats = StreamStats::default();
     for task in tasks {
-        let (result, latency) = task.await.expect("a create task");
+        let (result, sent, latency) = task.await.expect("a create task");
         stats.sent += 1;
         stats.latencies.push(latency);
         match result {
@@ -1239,6 +1241,7 @@ async fn create_stream(pods: Api<Pod>, stop: tokio_util::sync::CancellationToken
             Err(err) => {
                 stats.failed += 1;
                 stats.errors.push(err.to_string());
+                stats.failed_at.push(sent);
             }
         }
     }
@@ -1446,19 +1449,30 @@ impl Failover {
                 info.contains(SHIPPED_IMAGE).then(|| id.to_owned())
             })
             .expect("a running pod-hardener container");
-        node.ctr(&["tasks", "kill", "-s", "SIGKILL", &victim]);
         let killed = Instant::now();
+        node.ctr(&["tasks", "kill", "-s", "SIGKILL", &victim]);
         // Until the kubelet has seen the container die, both replicas still look Ready.
         tokio::time::sleep(QUIET).await;
         wait_for_replicas(&self.client, 2).await;
         let back_in = killed.elapsed();
         tokio::time::sleep(QUIET).await;
-        self.table
-            .push(("(b') one replica SIGKILLed", stream.stop().await));
+        let stats = stream.stop().await;
+        // The window in which calls met the dead replica, from the kill.
+        let window = stats
+            .failed_at
+            .iter()
+            .map(|at| at.saturating_duration_since(killed))
+            .fold(None, |span: Option<(Duration, Duration)>, d| {
+                Some(span.map_or((d, d), |(first, last)| (first.min(d), last.max(d))))
+            });
         eprintln!(
             "s3 (b'): both replicas Ready again (checked from {QUIET:?} after the kill) \
-             {back_in:.1?} after it"
+             {back_in:.1?} after it; the failed creates were sent from {:.2?} to {:.2?} after \
+             the kill",
+            window.map(|w| w.0).unwrap_or_default(),
+            window.map(|w| w.1).unwrap_or_default()
         );
+        self.table.push(("(b') one replica SIGKILLed", stats));
     }
 
     /// (c) Every replica down: scaled to 0, a while without any, then back to 2. Returns what a
