@@ -95,5 +95,108 @@ fn bench_review(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_evaluate, bench_harden, bench_review);
+/// What image lookups add to a review once their cache is warm: the cache's answer for the
+/// pod's images, and `/mutate` deciding with it; and the memory of a cached image.
+fn bench_image_lookups(c: &mut Criterion) {
+    use pod_hardener::harden::images::{ImageFacts, ImageLookup};
+    use pod_hardener::registry::{ImageLookupConfig, ImageLookups, pod_images};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let config = ImageLookupConfig {
+        enabled: true,
+        ..ImageLookupConfig::default()
+    };
+    let settings = config.validate().unwrap().unwrap();
+    let platform = settings.default_platform.clone();
+    let lookups = ImageLookups::new(settings).unwrap();
+    let facts = |user: &str| {
+        ImageLookup::Found(ImageFacts {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            user: user.to_owned(),
+            passwd_uid: None,
+        })
+    };
+    let defaults = DefaultPolicy::default().parse().expect("default policy");
+    let policy = NamespacePolicy::defaults(&defaults);
+    let admission_settings = AdmissionSettings::default();
+    let pod = common::typical_pod();
+    let (images, _) = pod_images(&pod["spec"], &platform);
+    for image in &images {
+        lookups.prime(image, &platform, facts("65532"));
+    }
+    c.bench_function(
+        &format!("image cache: warm answer for {} images", images.len()),
+        |b| b.iter(|| runtime.block_on(lookups.catalog(black_box(&images), &platform))),
+    );
+    let body = common::review_around(pod);
+    c.bench_function(
+        &format!(
+            "/mutate review end to end with warm image lookups / typical 3-container pod ({} B review)",
+            body.len()
+        ),
+        |b| {
+            b.iter(|| {
+                let Ok(req) = admission::decode(black_box(&body)) else {
+                    panic!("review decodes")
+                };
+                let spec = &req.object.as_ref().expect("an object")["spec"];
+                let (images, platform) = pod_images(spec, &platform);
+                let catalog = runtime.block_on(lookups.catalog(&images, &platform));
+                admission::mutate::mutate_with_images(&req, &policy, &admission_settings, Some(catalog))
+                    .response
+                    .into_review_json()
+            })
+        },
+    );
+    // Memory: RSS before and after caching 20,000 more images (references as long as a
+    // typical one, each with a digest and a user).
+    let rss_kib = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let count = 20_000u64;
+    let memory = ImageLookups::new(
+        ImageLookupConfig {
+            enabled: true,
+            max_cached_images: 100_000,
+            ..ImageLookupConfig::default()
+        }
+        .validate()
+        .unwrap()
+        .unwrap(),
+    )
+    .unwrap();
+    let before = rss_kib();
+    for i in 0..count {
+        memory.prime(
+            &format!("registry.example.com/team/image-{i}:v1.0.{i}"),
+            &platform,
+            facts("app"),
+        );
+    }
+    let after = rss_kib();
+    eprintln!(
+        "image cache memory: {} cached, RSS +{} KiB, about {} bytes per image",
+        memory.cached(),
+        after.saturating_sub(before),
+        after.saturating_sub(before) * 1024 / count
+    );
+}
+
+criterion_group!(
+    benches,
+    bench_evaluate,
+    bench_harden,
+    bench_review,
+    bench_image_lookups
+);
 criterion_main!(benches);

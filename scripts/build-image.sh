@@ -2,7 +2,8 @@
 # Builds the pod-hardener container image without a container daemon, then checks it:
 #   1. the reproducible, statically linked release binary (scripts/lib-release-build.sh);
 #   2. an OCI image layout with umoci: one layer holding /pod-hardener, /etc/passwd and /etc/group
-#      (user nonroot 65532), /etc/pod-hardener/config.yaml (every default) and an empty /tmp
+#      (user nonroot 65532), /etc/pod-hardener/config.yaml (every default), the CA roots
+#      (/etc/ssl/certs/ca-certificates.crt, for image lookups) and an empty /tmp
 #      (1777); user 65532:65532, entrypoint /pod-hardener, cmd serve, OCI labels;
 #      output target/image/oci/ (reference pod-hardener:VERSION, VERSION from Cargo.toml) and
 #      target/image/pod-hardener-oci.tar;
@@ -62,7 +63,15 @@ mkdir -p "$rootfs/etc/pod-hardener" "$rootfs/tmp"
 install -m 0755 "$RELEASE_BIN" "$rootfs/pod-hardener"
 install -m 0644 packaging/rootfs/etc/passwd packaging/rootfs/etc/group "$rootfs/etc/"
 install -m 0644 packaging/rootfs/etc/pod-hardener/config.yaml "$rootfs/etc/pod-hardener/"
-chmod 0755 "$rootfs/etc" "$rootfs/etc/pod-hardener"
+# The CA roots image lookups verify public registries with (rustls-native-certs reads this file):
+# Debian's ca-certificates bundle, installed here when the machine lacks it.
+ca_bundle=/etc/ssl/certs/ca-certificates.crt
+if [ ! -s "$ca_bundle" ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null
+fi
+install -D -m 0644 "$ca_bundle" "$rootfs/etc/ssl/certs/ca-certificates.crt"
+chmod 0755 "$rootfs/etc" "$rootfs/etc/pod-hardener" "$rootfs/etc/ssl" "$rootfs/etc/ssl/certs"
 chmod 1777 "$rootfs/tmp"
 # A byte-for-byte reproducible layer: sorted entries, fixed mtime, owner root, no pax times.
 tar --create --file "$out/layer.tar" --directory "$rootfs" --format=ustar --sort=name \

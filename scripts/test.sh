@@ -50,6 +50,10 @@ echo "== helm 3, helm 4, kustomize and kubectl for the chart corpus test (cached
 POD_HARDENER_TOOLS_BIN="$(scripts/build-tools.sh | tail -n 1)"
 export POD_HARDENER_TOOLS_BIN
 
+echo "== the CNCF distribution registry for the image lookup tests (cached after the first build)"
+POD_HARDENER_REGISTRY_BIN="$(scripts/build-registry.sh | tail -n 1)"
+export POD_HARDENER_REGISTRY_BIN
+
 echo "== node for the end-to-end node tests: kubelet, containerd, runc, CNI, test images (cached)"
 POD_HARDENER_NODE_BIN="$(scripts/build-node.sh | tail -n 1)"
 POD_HARDENER_NODE_IMAGES="$(scripts/build-node-images.sh | tail -n 1)"

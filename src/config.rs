@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::admission::{AdmissionSettings, Exemptions};
 use crate::harden::HardeningSettings;
 use crate::policy::{DefaultPolicy, Defaults};
+use crate::registry::{ImageLookupConfig, LookupSettings};
 use crate::server::routes::RequestLimits;
 use crate::server::transport::TransportLimits;
 
@@ -275,6 +276,8 @@ pub struct ConfigFile {
     pub exemptions: Exemptions,
     /// Logging.
     pub log: LogSettings,
+    /// Image lookups (off unless `enabled`).
+    pub images: ImageLookupConfig,
 }
 
 impl Default for ConfigFile {
@@ -289,6 +292,7 @@ impl Default for ConfigFile {
             hardening: HardeningSettings::default(),
             exemptions: Exemptions::default(),
             log: LogSettings::default(),
+            images: ImageLookupConfig::default(),
         }
     }
 }
@@ -321,6 +325,8 @@ pub struct Config {
     pub admission: AdmissionSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Image lookups, when enabled.
+    pub images: Option<LookupSettings>,
 }
 
 impl ConfigFile {
@@ -410,6 +416,10 @@ impl ConfigFile {
                 message: e.to_string(),
             }
         })?;
+        let images = self.images.validate().map_err(|e| ConfigError::Invalid {
+            field: e.field,
+            message: e.message,
+        })?;
         let ConfigFile {
             listen,
             metrics_listen,
@@ -420,6 +430,7 @@ impl ConfigFile {
             hardening,
             exemptions,
             log,
+            images: _,
         } = self;
         Ok(Config {
             listen,
@@ -437,6 +448,7 @@ impl ConfigFile {
                 exemptions,
             },
             log,
+            images,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! and validates them exactly as Pod Security Admission does.
 //!
 //! The pure core ([`pss`], [`harden`], [`workload`], the decisions in [`admission`]) does no I/O;
-//! the shell ([`server`], [`namespaces`], [`cli`]) does I/O and calls the core.
+//! the shell ([`server`], [`namespaces`], [`registry`], [`cli`]) does I/O and calls the core.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod namespaces;
 pub mod policy;
 pub mod pss;
+pub mod registry;
 pub mod server;
 pub mod workload;
 pub mod yaml;

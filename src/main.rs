@@ -53,7 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Harden(args) => {
             let input = args.input.read()?;
-            let out = cli::harden::run(&input, &args.options())?;
+            let out = cli::harden::run(&input, &args.options()?)?;
             std::io::stderr().lock().write_all(out.stderr.as_bytes())?;
             std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
             Ok(ExitCode::SUCCESS)

@@ -1654,3 +1654,151 @@ fn s3_drains_with_dial_time_endpoints() {
         failover.report_and_check("(WebhookRoundTripLoadBalancing=false)");
     });
 }
+
+/// 5. Image-aware hardening (issue 14): the probe images pushed to a real registry on the
+///    sandbox's loopback (the CNCF distribution registry, TLS with the test's CA, trusted by
+///    containerd through its `hosts.toml` and by pod-hardener through `images.registries`), and
+///    pod-hardener reading each image's config before it hardens. Every image that hardening can
+///    make start runs (a named user becomes its UID from the image's /etc/passwd); the others
+///    (root, a name the image's /etc/passwd does not list) are denied at admission with a
+///    message naming the image; no Pod is left in CreateContainerConfigError.
+#[test]
+fn s5_image_aware_hardening_leaves_no_pod_stuck() {
+    sandboxed(
+        "s5_image_aware_hardening_leaves_no_pod_stuck",
+        |sandbox| async move {
+            let started = Instant::now();
+            let dir = sandbox.dir.join("registry");
+            let certs = common::registry::TestCerts::generate(&dir.join("certs"));
+            let registry =
+                common::registry::Registry::start(&dir, &certs, &dir.join("storage"), None).await;
+            let archive = std::path::PathBuf::from(
+                std::env::var_os("POD_HARDENER_NODE_IMAGES")
+                    .expect("the outer run names the images"),
+            );
+            let tags = registry.push_oci_archive(&archive, "e2e/probe").await;
+            assert!(tags.iter().any(|t| t == "named-user"), "{tags:?}");
+            let host = registry.host.clone();
+            let setup = Setup::start(json!({
+                "images": {
+                    "enabled": true,
+                    "registries": { host.clone(): { "ca": certs.ca } },
+                },
+            }))
+            .await;
+            let node = Node::start(&setup.control_plane, &sandbox).await;
+            node.trust_registry(&host, &certs.ca);
+            setup.namespace(APPS, &[RESTRICTED]).await;
+            let pods: Api<Pod> = Api::namespaced(setup.client.clone(), APPS);
+            let pod_of = |tag: &str| -> Pod {
+                let mut pod = serde_json::to_value(probe_pod(tag, tag)).unwrap();
+                pod["spec"]["containers"][0]["image"] = json!(format!("{host}/e2e/probe:{tag}"));
+                pod["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+                serde_json::from_value(pod).unwrap()
+            };
+            let mut admitted = Vec::new();
+            let mut denied = BTreeMap::new();
+            for tag in [
+                "no-user",
+                "named-user",
+                "named-user-no-passwd",
+                "numeric-user",
+                "volume",
+            ] {
+                // Created with kubectl, as a user would: its stderr carries the webhooks'
+                // warnings (`Warning: ...`) with the denial, and they are what says why.
+                let manifest = dir.join(format!("{tag}.json"));
+                std::fs::write(&manifest, serde_json::to_vec(&pod_of(tag)).unwrap()).unwrap();
+                let output = tokio::task::block_in_place(|| {
+                    std::process::Command::new(node.binary("kubectl"))
+                        .arg("--kubeconfig")
+                        .arg(setup.control_plane.kubeconfig_path())
+                        .args(["create", "--namespace", APPS, "-f"])
+                        .arg(&manifest)
+                        .stdin(std::process::Stdio::null())
+                        .output()
+                        .expect("run kubectl")
+                });
+                if output.status.success() {
+                    admitted.push(tag.to_owned());
+                } else {
+                    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+                    denied.insert(tag.to_owned(), stderr);
+                }
+            }
+            eprintln!("s5: denied at admission (kubectl's stderr):");
+            for (tag, message) in &denied {
+                eprintln!("  {tag}:\n    {}", message.trim().replace('\n', "\n    "));
+            }
+            let settled = settle(&setup, &node, &admitted).await;
+            print_table("s5: final states of the admitted Pods", &settled);
+
+            assert_eq!(
+                admitted,
+                ["named-user", "numeric-user", "volume"],
+                "denied: {denied:?}"
+            );
+            for (tag, why) in [
+                ("no-user", "sets no user, so it runs as root"),
+                (
+                    "named-user-no-passwd",
+                    "which its /etc/passwd does not list",
+                ),
+            ] {
+                let message = &denied[tag];
+                assert!(
+                    message.contains(&format!("{host}/e2e/probe:{tag}")) && message.contains(why),
+                    "{tag}: {message}"
+                );
+            }
+            for (tag, uid) in [
+                ("named-user", "65534"),
+                ("numeric-user", "65532"),
+                ("volume", "65532"),
+            ] {
+                let (state, log) = &settled[tag];
+                assert_eq!(*state, Final::Running, "{tag}:\n{log}");
+                assert_runs_hardened(tag, log, uid);
+            }
+            let stored_named = stored(&setup.client, "named-user").await;
+            assert_eq!(
+                stored_named["spec"]["containers"][0]["securityContext"]["runAsUser"], 65534,
+                "{stored_named}"
+            );
+            // Every Pod in the namespace, as the API server lists it: none stuck.
+            let all = pods.list(&Default::default()).await.unwrap();
+            for pod in &all.items {
+                let waiting = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                    .collect::<Vec<_>>();
+                eprintln!(
+                    "s5: Pod {:<30} phase {:<10} waiting {waiting:?}",
+                    pod.metadata.name.as_deref().unwrap_or(""),
+                    pod.status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .unwrap_or("")
+                );
+                assert!(
+                    !waiting.iter().any(|r| r == "CreateContainerConfigError"),
+                    "{:?} is stuck",
+                    pod.metadata.name
+                );
+            }
+            let found = setup
+                .hardener
+                .metric("pod_hardener_image_lookups_total{result=\"found\"}")
+                .await;
+            eprintln!(
+                "s5: {found} images looked up; scenario done in {:.1?}",
+                started.elapsed()
+            );
+            assert!(found >= 5.0, "{found}");
+        },
+    );
+}

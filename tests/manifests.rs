@@ -327,6 +327,7 @@ fn config_and_tls_land_where_the_server_reads_them() {
                 "keyFile": "/etc/pod-hardener/tls/tls.key",
             },
             "limits": { "drainGrace": "5s" },
+            "images": { "enabled": true },
         })
     );
 

@@ -71,8 +71,12 @@ fn harden_keeps_every_unchanged_corpus_document_to_the_byte() {
         mode: pod_hardener::harden::Mode::Fill,
         skip: Vec::new(),
         explain: false,
+        image_lookups: false,
+        images_config: None,
+        image_cache: None,
     }
-    .options();
+    .options()
+    .unwrap();
     for (path, text) in corpus() {
         let out = pod_hardener::cli::harden::run(text.as_bytes(), &options)
             .unwrap()

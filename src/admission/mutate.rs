@@ -143,9 +143,17 @@ fn still_denied(
     if violations.is_empty() {
         return None;
     }
-    Some(format!(
+    let mut warning = format!(
         "pod-hardener: this pod will still be denied by PodSecurity {}: {}",
         pss::go_quote(&policy.enforce.to_string()),
         pss::aggregate_reasons(&violations)
-    ))
+    );
+    // Why, and what to do: the same explanation the validating webhook's denial gives.
+    let record = hardening.record.as_ref().map(|(record, _)| record);
+    let why = super::explain::could_not_fix(&violations, record);
+    if !why.is_empty() {
+        warning.push_str("; ");
+        warning.push_str(&why);
+    }
+    Some(warning)
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::explain::could_not_fix;
 use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
-use crate::harden::{self, Hardener, Profile, Scope, record::Record};
+use crate::harden::{self, Hardener, ImageCatalog, Profile, Scope, record::Record};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss::{self, Level, LevelVersion, Violation};
 use crate::workload::{self, PodParts, WorkloadKind};
@@ -28,6 +28,17 @@ pub fn validate(
     policy: &NamespacePolicy,
     settings: &AdmissionSettings,
 ) -> Outcome {
+    validate_with_images(req, policy, settings, None)
+}
+
+/// Decides a `/validate` request; `images`, when lookups ran for a workload's template, makes
+/// its warnings say what its Pods' hardening will leave failing (an image that runs as root).
+pub fn validate_with_images(
+    req: &AdmissionRequest,
+    policy: &NamespacePolicy,
+    settings: &AdmissionSettings,
+    images: Option<ImageCatalog>,
+) -> Outcome {
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return Outcome::allowed(&req.uid);
     }
@@ -37,7 +48,7 @@ pub fn validate(
     let kind = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind);
     match kind {
         Some(kind) if kind != WorkloadKind::Pod && req.sub_resource.is_none() => {
-            validate_workload(req, kind, policy, settings)
+            validate_workload(req, kind, policy, settings, images)
         }
         _ => Outcome::allowed(&req.uid),
     }
@@ -219,6 +230,7 @@ fn validate_workload(
     kind: WorkloadKind,
     policy: &NamespacePolicy,
     settings: &AdmissionSettings,
+    images: Option<ImageCatalog>,
 ) -> Outcome {
     if let Some(what) = settings.exemptions.of_request(req) {
         return exempt(&req.uid, what);
@@ -232,10 +244,13 @@ fn validate_workload(
     // Workloads are never denied: a template that cannot be read is reported, as PSA does.
     let mut rsp = AdmissionResponse::allow(&req.uid);
     let hardening = if policy.mode == HardenMode::Harden {
-        let hardener = Hardener::new(Profile::for_level(
+        let mut hardener = Hardener::new(Profile::for_level(
             policy.enforce.level,
             &settings.hardening,
         ));
+        if let Some(images) = images {
+            hardener = hardener.with_images(images);
+        }
         Some(hardener.harden(kind, object, Scope::Create))
     } else {
         None

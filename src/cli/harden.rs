@@ -22,6 +22,8 @@ pub struct HardenOptions {
     pub skip: Vec<Control>,
     /// Whether to explain each object on stderr.
     pub explain: bool,
+    /// Image lookups (`--image-lookups`), deciding `runAsNonRoot` from each image's user.
+    pub images: Option<std::sync::Arc<super::images::CliLookups>>,
 }
 
 /// The output of `harden`: documents for stdout and the explanation for stderr.
@@ -100,7 +102,16 @@ fn harden_object(
     let Some(kind) = WorkloadKind::of_document(object) else {
         return Ok(None);
     };
-    let hardener = Hardener::new(options.profile.clone()).skipping(options.skip.iter().copied());
+    let mut hardener =
+        Hardener::new(options.profile.clone()).skipping(options.skip.iter().copied());
+    if let Some(lookups) = &options.images
+        && let Some(spec) = kind
+            .pod_spec_tokens()
+            .iter()
+            .try_fold(&*object, |v, token| v.get(*token))
+    {
+        hardener = hardener.with_images(lookups.catalog(spec));
+    }
     let located = |source| CliError::Harden {
         at: ObjectRef::position(at, kind.as_str(), object),
         source,

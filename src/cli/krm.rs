@@ -130,10 +130,13 @@ fn options(defaults: &HardenArgs, config: Option<&Value>) -> Result<HardenOption
         mode,
         ..HardeningSettings::default()
     };
+    // Lookups are the command line's (--image-lookups), not the functionConfig's: they reach
+    // the network, which a function's configuration in a repository should not switch on.
     Ok(HardenOptions {
         profile: Profile::for_level(level, &settings),
         skip,
         explain: false,
+        images: defaults.options()?.images,
     })
 }
 

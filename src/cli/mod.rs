@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod check;
 pub mod harden;
+pub mod images;
 pub mod krm;
 pub mod serve;
 
@@ -62,6 +63,9 @@ pub enum CliError {
     /// The input of `krm` is not a ResourceList this function can run on.
     #[error("invalid ResourceList: {0}")]
     Krm(String),
+    /// `--image-lookups` cannot start (its settings or its cache directory).
+    #[error("image lookups: {0}")]
+    Images(String),
 }
 
 /// pod-hardener: hardens Pods to the Pod Security Standards and checks them like Pod Security
@@ -176,20 +180,41 @@ pub struct HardenArgs {
     /// Explain on stderr what was changed and what will still be denied.
     #[arg(long)]
     pub explain: bool,
+    /// Read each image's config from its registry and decide runAsNonRoot per container as the
+    /// kubelet will (README, "Image lookups"); waits for every answer.
+    #[arg(long)]
+    pub image_lookups: bool,
+    /// With --image-lookups: a YAML file with the fields of the server's `images:` section
+    /// (registries, credentialsFile, limits).
+    #[arg(long, requires = "image_lookups")]
+    pub images_config: Option<PathBuf>,
+    /// With --image-lookups: keep what lookups learn in this directory between runs (a digest's
+    /// answer for good, a tag's for tagTTL).
+    #[arg(long, requires = "image_lookups")]
+    pub image_cache: Option<PathBuf>,
 }
 
 impl HardenArgs {
-    /// The options for [`harden::run`].
-    pub fn options(&self) -> harden::HardenOptions {
+    /// The options for [`harden::run`]; starting image lookups can fail.
+    pub fn options(&self) -> Result<harden::HardenOptions, CliError> {
         let settings = HardeningSettings {
             mode: self.mode,
             ..HardeningSettings::default()
         };
-        harden::HardenOptions {
+        let images = if self.image_lookups {
+            Some(std::sync::Arc::new(images::CliLookups::new(
+                self.images_config.as_deref(),
+                self.image_cache.clone(),
+            )?))
+        } else {
+            None
+        };
+        Ok(harden::HardenOptions {
             profile: Profile::for_level(self.level, &settings),
             skip: self.skip.clone(),
             explain: self.explain,
-        }
+            images,
+        })
     }
 }
 

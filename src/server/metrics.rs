@@ -165,6 +165,46 @@ pub fn write_gauge(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// The image lookups' counters and cache size.
+pub fn write_image_lookups(out: &mut String, lookups: &crate::registry::ImageLookups) {
+    let c = lookups.counters();
+    let load = |n: &AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    let name = "pod_hardener_image_lookups_total";
+    write_header(
+        out,
+        name,
+        "counter",
+        "Image lookups by result: found (config read), failed (reason sent as a warning), budget_exceeded (a review stopped waiting), busy (not started: images.maxConcurrentLookups in flight).",
+    );
+    for (result, value) in [
+        ("found", load(&c.found)),
+        ("failed", load(&c.failed)),
+        ("budget_exceeded", load(&c.budget_exceeded)),
+        ("busy", load(&c.rejected_busy)),
+    ] {
+        let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
+    }
+    let name = "pod_hardener_image_cache_requests_total";
+    write_header(
+        out,
+        name,
+        "counter",
+        "Images a review asked for, by whether the cache answered.",
+    );
+    for (outcome, value) in [
+        ("hit", load(&c.cache_hits)),
+        ("miss", load(&c.cache_misses)),
+    ] {
+        let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {value}");
+    }
+    write_gauge(
+        out,
+        "pod_hardener_image_cache_entries",
+        "Images whose lookup is cached, out of images.maxCachedImages.",
+        u64::try_from(lookups.cached()).unwrap_or(u64::MAX),
+    );
+}
+
 /// One counter per label set of `L`.
 #[derive(Debug)]
 struct Counters<L> {

@@ -53,6 +53,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The image lookups' TLS settings are unusable (a CA file, most often).
+    #[error("images: {0}")]
+    ImageLookups(#[source] crate::registry::client::ClientError),
 }
 
 /// A server with its certificate loaded and its ports bound, ready to run.
@@ -79,8 +82,13 @@ impl BoundServer {
             drain_grace,
             drain_timeout,
             admission,
+            images,
             ..
         } = config;
+        let images = images
+            .map(crate::registry::ImageLookups::new)
+            .transpose()
+            .map_err(ServerError::ImageLookups)?;
         let store = Arc::new(CertStore::load(&tls.cert_file, &tls.key_file)?);
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(store.clone())?));
         let bind = |addr: SocketAddr, tls: Option<TlsAcceptor>, limits: TransportLimits| {
@@ -102,7 +110,7 @@ impl BoundServer {
             reload_interval: tls.reload_interval.0,
             drain_grace,
             drain_timeout,
-            state: Arc::new(AppState::new(requests, admission, namespaces)),
+            state: Arc::new(AppState::new(requests, admission, namespaces).with_images(images)),
         })
     }
 

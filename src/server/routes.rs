@@ -17,8 +17,12 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::budget::{BodyBudget, BodyError};
 use super::metrics::{self, Endpoint, Metrics};
-use crate::admission::{self, AdmissionSettings, Outcome};
+use crate::admission::{self, AdmissionRequest, AdmissionSettings, Outcome};
+use crate::harden::{Control, ImageCatalog, Profile};
 use crate::namespaces::NamespacePolicies;
+use crate::policy::{HardenMode, NamespacePolicy};
+use crate::registry::ImageLookups;
+use crate::workload::WorkloadKind;
 
 /// What one admission request may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set while the listeners accept connections; `/readyz` answers 503 otherwise.
     pub serving: AtomicBool,
+    /// Image lookups, when enabled.
+    pub images: Option<ImageLookups>,
 }
 
 impl AppState {
@@ -64,7 +70,15 @@ impl AppState {
             namespaces,
             metrics: Metrics::default(),
             serving: AtomicBool::new(false),
+            images: None,
         }
+    }
+
+    /// The same state, deciding with image lookups.
+    #[must_use]
+    pub fn with_images(mut self, images: Option<ImageLookups>) -> Self {
+        self.images = images;
+        self
     }
 }
 
@@ -161,6 +175,9 @@ where
         "/readyz" => return Ok(readiness(&state)),
         "/metrics" => {
             let mut exposition = state.metrics.render();
+            if let Some(images) = &state.images {
+                metrics::write_image_lookups(&mut exposition, images);
+            }
             let budget = &state.body_budget;
             metrics::write_gauge(
                 &mut exposition,
@@ -278,9 +295,17 @@ async fn decide(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Outcome {
         Some(l) => l.policy.clone(),
         None => state.namespaces.default_policy(),
     };
+    let images = match &state.images {
+        Some(lookups) => image_catalog(lookups, &req, &policy, &state.admission, endpoint).await,
+        None => None,
+    };
     let mut outcome = match endpoint {
-        Endpoint::Mutate => admission::mutate::mutate(&req, &policy, &state.admission),
-        Endpoint::Validate => admission::validate::validate(&req, &policy, &state.admission),
+        Endpoint::Mutate => {
+            admission::mutate::mutate_with_images(&req, &policy, &state.admission, images)
+        }
+        Endpoint::Validate => {
+            admission::validate::validate_with_images(&req, &policy, &state.admission, images)
+        }
     };
     if let Some(warning) = lookup.and_then(|l| l.warning) {
         outcome.response.warnings.push(warning);
@@ -299,6 +324,56 @@ async fn decide(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Outcome {
         "Admission decision"
     );
     outcome
+}
+
+/// What the lookups know of the images of the request's pod (or pod template), when its decision
+/// can use it: a create (or new ephemeral containers) that hardening will fill `runAsNonRoot`
+/// for. `/mutate` hardens Pods; `/validate` warns about workloads as their Pods will fare.
+async fn image_catalog(
+    lookups: &ImageLookups,
+    req: &AdmissionRequest,
+    policy: &NamespacePolicy,
+    settings: &AdmissionSettings,
+    endpoint: Endpoint,
+) -> Option<ImageCatalog> {
+    let kind = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind)?;
+    let relevant = match endpoint {
+        Endpoint::Mutate => {
+            kind == WorkloadKind::Pod
+                && policy.mode != HardenMode::Off
+                && matches!(
+                    (req.operation, req.sub_resource.as_deref()),
+                    (admission::Operation::Create, None)
+                        | (admission::Operation::Update, Some("ephemeralcontainers"))
+                )
+        }
+        Endpoint::Validate => {
+            kind != WorkloadKind::Pod
+                && policy.mode == HardenMode::Harden
+                && req.sub_resource.is_none()
+                && matches!(
+                    req.operation,
+                    admission::Operation::Create | admission::Operation::Update
+                )
+        }
+    };
+    if !relevant
+        || settings.exemptions.of_request(req).is_some()
+        || !Profile::for_level(policy.enforce.level, &settings.hardening).has(Control::RunAsNonRoot)
+    {
+        return None;
+    }
+    let object = req.object.as_ref()?;
+    let spec = kind
+        .pod_spec_tokens()
+        .iter()
+        .try_fold(object, |v, token| v.get(*token))?;
+    let (images, platform) =
+        crate::registry::pod_images(spec, &lookups.settings().default_platform);
+    if images.is_empty() {
+        return None;
+    }
+    Some(lookups.catalog(&images, &platform).await)
 }
 
 fn readiness(state: &AppState) -> Rsp {

@@ -5,6 +5,7 @@
 
 pub mod control_plane;
 pub mod node;
+pub mod registry;
 pub mod sandbox;
 pub mod tools;
 pub mod webhook;

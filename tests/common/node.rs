@@ -254,6 +254,21 @@ impl Node {
         self.bin.join(name)
     }
 
+    /// Makes containerd pull from the registry at `host` (`127.0.0.1:PORT`) over TLS trusting
+    /// `ca`: a `hosts.toml` in its registry config directory, which it reads at each pull.
+    pub fn trust_registry(&self, host: &str, ca: &Path) {
+        let dir = self.dir.join("containerd/certs.d").join(host);
+        fs::create_dir_all(&dir).expect("create the registry hosts directory");
+        fs::write(
+            dir.join("hosts.toml"),
+            format!(
+                "server = \"https://{host}\"\n\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+                ca.display()
+            ),
+        )
+        .expect("write hosts.toml");
+    }
+
     /// Runs `ctr` against this node's containerd in the CRI namespace, returning its stdout.
     pub fn ctr(&self, args: &[&str]) -> String {
         let ctr = self.bin.join("ctr").display().to_string();
@@ -417,6 +432,8 @@ state = "{root}/state"
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{root}/certs.d"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "{PROBE_REPOSITORY}:pause"
 "#,
@@ -759,7 +776,7 @@ fn pod_hardener_image_built() -> PathBuf {
 }
 
 /// The path a build script printed last, or `env` when set.
-fn built(env: &str, script: &str) -> PathBuf {
+pub fn built(env: &str, script: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }

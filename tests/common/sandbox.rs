@@ -207,6 +207,7 @@ fn run_outer(name: &str, markers: &[&str]) -> Outcome {
     // Built out here: the inner run has no network and hides the package lists.
     let control_plane_bin = super::control_plane::binaries();
     let prepared = super::node::prepare();
+    let registry_bin = super::registry::binary();
     let exe = std::env::current_exe().expect("the test binary's path");
     let started = Instant::now();
     let mut child = Command::new("unshare")
@@ -216,6 +217,10 @@ fn run_outer(name: &str, markers: &[&str]) -> Outcome {
         .env(SANDBOX_DIR_ENV, &dir)
         .env(SANDBOX_CGROUP_ENV, &cgroup_name)
         .env("POD_HARDENER_CONTROL_PLANE_BIN", control_plane_bin)
+        .env(
+            "POD_HARDENER_REGISTRY_BIN",
+            registry_bin.parent().expect("the registry's directory"),
+        )
         .envs(prepared.iter().map(|(env, path)| (env, path)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

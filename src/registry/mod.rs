@@ -1,0 +1,114 @@
+//! Image lookups: what each container image's config says about its user, read from its
+//! registry over the OCI distribution API, so that [`crate::harden::images`] can decide
+//! `runAsNonRoot` as the kubelet will.
+//!
+//! - [`settings`]: `images:` in the configuration (budgets, limits, mirrors, CAs, credentials).
+//! - [`client`]: bounded, authenticated GETs of manifests and blobs.
+//! - [`manifest`] and [`passwd`]: pure readers of what registries return (fuzzed).
+//! - [`credentials`]: a Docker config file's `auths`.
+//! - [`lookup`]: one image's lookup, endpoint by endpoint.
+//! - [`cache`]: the shared, bounded cache and in-flight lookups a server's reviews use.
+
+pub mod cache;
+pub mod client;
+pub mod credentials;
+pub mod lookup;
+pub mod manifest;
+pub mod passwd;
+pub mod settings;
+
+pub use cache::ImageLookups;
+pub use manifest::Platform;
+pub use settings::{ImageLookupConfig, LookupSettings};
+
+use serde_json::Value;
+
+/// The images of a pod spec (containers, init containers, ephemeral containers: each once, in spec
+/// order) and the platform it will run on: `kubernetes.io/os` and `kubernetes.io/arch` from its
+/// node selector, else from a required node affinity term that pins one value, else `default`.
+/// Windows pods are looked up too (the verdicts skip them, as the kubelet checks names there).
+pub fn pod_images(spec: &Value, default: &Platform) -> (Vec<String>, Platform) {
+    let mut images: Vec<String> = Vec::new();
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for container in spec[list].as_array().into_iter().flatten() {
+            if let Some(image) = container["image"].as_str()
+                && !image.is_empty()
+                && !images.iter().any(|i| i == image)
+            {
+                images.push(image.to_owned());
+            }
+        }
+    }
+    let label = |key: &str| -> Option<String> {
+        if let Some(v) = spec["nodeSelector"][key].as_str() {
+            return Some(v.to_owned());
+        }
+        let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"]
+            .as_array()?;
+        // Terms are ORed: only a value every term pins is certain.
+        let mut pinned: Option<String> = None;
+        for term in terms {
+            let value = term["matchExpressions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["key"] == key && e["operator"] == "In")
+                .and_then(|e| e["values"].as_array())
+                .filter(|values| values.len() == 1)
+                .and_then(|values| values[0].as_str())?;
+            match &pinned {
+                Some(p) if p != value => return None,
+                _ => pinned = Some(value.to_owned()),
+            }
+        }
+        pinned
+    };
+    let platform = Platform {
+        os: label("kubernetes.io/os").unwrap_or_else(|| default.os.clone()),
+        architecture: label("kubernetes.io/arch").unwrap_or_else(|| default.architecture.clone()),
+    };
+    (images, platform)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_images_once_and_the_platform_from_selector_or_affinity() {
+        let default: Platform = "linux/amd64".parse().expect("platform");
+        let (images, platform) = pod_images(
+            &json!({
+                "initContainers": [{"name": "i", "image": "init:1"}],
+                "containers": [{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}, {"name": "c"}],
+                "nodeSelector": {"kubernetes.io/arch": "arm64"}
+            }),
+            &default,
+        );
+        assert_eq!(images, ["init:1", "app:1"]);
+        assert_eq!(platform.to_string(), "linux/arm64");
+        let affinity = |terms: Value| {
+            pod_images(
+                &json!({"containers": [], "affinity": {"nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}),
+                &default,
+            )
+            .1
+            .to_string()
+        };
+        let term = |arch: &[&str]| json!({"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": arch}]});
+        assert_eq!(affinity(json!([term(&["arm64"])])), "linux/arm64");
+        assert_eq!(
+            affinity(json!([term(&["arm64"]), term(&["arm64"])])),
+            "linux/arm64"
+        );
+        assert_eq!(affinity(json!([term(&["arm64", "amd64"])])), "linux/amd64");
+        assert_eq!(
+            affinity(json!([term(&["arm64"]), term(&["s390x"])])),
+            "linux/amd64"
+        );
+        assert_eq!(affinity(json!([term(&["arm64"]), {}])), "linux/amd64");
+    }
+}
