@@ -155,6 +155,10 @@ pub struct Limits {
     pub idle_timeout: HumanDuration,
     /// On SIGTERM, how long in-flight requests may take before connections are closed.
     pub drain_timeout: HumanDuration,
+    /// On SIGTERM, how long the server goes on accepting and serving before the drain, telling
+    /// each client to close its connection (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), so
+    /// that a rolling restart loses no request; 0 closes the listeners at once.
+    pub drain_grace: HumanDuration,
     /// Deadline of the GET for a namespace missing from the cache.
     pub namespace_lookup_timeout: HumanDuration,
 }
@@ -177,6 +181,8 @@ impl Default for Limits {
             request_timeout: HumanDuration(Duration::from_secs(10)),
             idle_timeout: HumanDuration(Duration::from_secs(90)),
             drain_timeout: HumanDuration(Duration::from_secs(20)),
+            // Off outside a cluster (a Ctrl-C ends at once); manifests/ sets it.
+            drain_grace: HumanDuration(Duration::ZERO),
             namespace_lookup_timeout: HumanDuration(Duration::from_secs(2)),
         }
     }
@@ -307,6 +313,8 @@ pub struct Config {
     pub requests: RequestLimits,
     /// On SIGTERM, how long in-flight requests may take before connections are closed.
     pub drain_timeout: Duration,
+    /// On SIGTERM, how long the server goes on serving first (see [`Limits::drain_grace`]).
+    pub drain_grace: Duration,
     /// Where namespace labels come from.
     pub namespace_source: NamespaceSource,
     /// Deadline of the GET for a namespace missing from the cache.
@@ -431,6 +439,7 @@ impl ConfigFile {
             transport: TransportLimits::from(&limits),
             requests: RequestLimits::from(&limits),
             drain_timeout: limits.drain_timeout.0,
+            drain_grace: limits.drain_grace.0,
             namespace_source,
             namespace_lookup_timeout: limits.namespace_lookup_timeout.0,
             defaults,
@@ -481,6 +490,19 @@ log: {format: json, level: debug}
         assert_eq!(c.defaults.enforce.to_string(), "baseline:latest");
         assert_eq!(c.admission.hardening.run_as_user, Some(1000));
         assert!(c.admission.exemptions.runtime_class_names.contains("kata"));
+    }
+
+    #[test]
+    fn the_drain_grace_is_off_unless_set() {
+        assert_eq!(
+            ConfigFile::default().validate().unwrap().drain_grace,
+            Duration::ZERO
+        );
+        let c = ConfigFile::parse("limits: {drainGrace: 5s}")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.drain_grace, Duration::from_secs(5));
     }
 
     #[test]

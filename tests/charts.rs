@@ -25,13 +25,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::control_plane::ControlPlane;
+use common::tools::{run_tool, tools};
 use pod_hardener::workload::WorkloadKind;
 use serde_json::{Value, json};
 
@@ -40,8 +39,6 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The namespace the renderings were made for (`helm template --namespace apps`).
 const NAMESPACE: &str = "apps";
 const RECORD: &str = "pod-hardener.io/hardened";
-/// How long one tool run may take.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The renderings, sorted by file name.
 fn renderings() -> Vec<(String, Vec<u8>)> {
@@ -66,60 +63,6 @@ fn renderings() -> Vec<(String, Vec<u8>)> {
     out.sort();
     assert!(!out.is_empty(), "no *.yaml renderings in {}", dir.display());
     out
-}
-
-/// The directory of helm3, helm4, kustomize and kubectl.
-fn tools() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("POD_HARDENER_TOOLS_BIN") {
-            return PathBuf::from(dir);
-        }
-        let script = Path::new(ROOT).join("scripts/build-tools.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/build-tools.sh");
-        assert!(output.status.success(), "{} failed", script.display());
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        PathBuf::from(
-            stdout
-                .lines()
-                .map(str::trim)
-                .rfind(|l| !l.is_empty())
-                .unwrap(),
-        )
-    })
-}
-
-/// Runs a tool with `stdin`, killing it after [`TOOL_TIMEOUT`].
-fn run_tool(command: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let id = child.id();
-    let (done, waiting) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if waiting.recv_timeout(TOOL_TIMEOUT).is_err() {
-            // Still running: end it, so a hung tool fails the test instead of hanging it.
-            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-        }
-    });
-    let output = child.wait_with_output().unwrap();
-    let _ = done.send(());
-    watchdog.join().unwrap();
-    writer.join().unwrap();
-    output
 }
 
 fn text(bytes: &[u8]) -> String {

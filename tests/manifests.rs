@@ -249,7 +249,30 @@ fn deployment_is_restricted_highly_available_and_drains() {
     let spec = &deployment["spec"];
     assert!(spec["replicas"].as_u64().unwrap() >= 2);
     let pod = &spec["template"]["spec"];
-    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 20);
+    // A replica goes in three steps, all before the kubelet's SIGKILL: the preStop sleep (still
+    // serving while the API server learns the endpoint is gone), then after SIGTERM the drain
+    // grace (serving, `Connection: close`), then the drain deadline (in-flight reviews).
+    let pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("a preStop sleep");
+    let config: Value = serde_yaml_ng::from_str(
+        one(&objects, "ConfigMap")["data"]["config.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let seconds = |field: &str, default: u64| {
+        config["limits"][field].as_str().map_or(default, |d| {
+            d.strip_suffix('s').unwrap().parse::<u64>().unwrap()
+        })
+    };
+    let (grace, drain) = (seconds("drainGrace", 0), seconds("drainTimeout", 20));
+    assert!(grace > 0, "no drain grace in the shipped config");
+    assert!(
+        pod["terminationGracePeriodSeconds"].as_u64().unwrap() > pre_stop + grace + drain,
+        "terminationGracePeriodSeconds must exceed preStop {pre_stop} s + drainGrace {grace} s \
+         + drainTimeout {drain} s"
+    );
     assert_eq!(pod["automountServiceAccountToken"], true);
     assert!(pod.get("priorityClassName").is_none());
     assert!(pod["affinity"]["podAntiAffinity"].is_object());
@@ -303,6 +326,8 @@ fn config_and_tls_land_where_the_server_reads_them() {
                 "certFile": "/etc/pod-hardener/tls/tls.crt",
                 "keyFile": "/etc/pod-hardener/tls/tls.key",
             },
+            "limits": { "drainGrace": "5s" },
+            "images": { "enabled": true },
         })
     );
 

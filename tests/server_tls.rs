@@ -417,6 +417,119 @@ async fn shutdown_gives_up_on_stuck_requests_at_the_drain_deadline() {
     assert!(answer.is_err(), "a dropped request gets no answer");
 }
 
+/// A POST of the sample review on `client`, answered within [`WAIT`]: whether the answer asked
+/// the client to close the connection, and the answer.
+async fn post_review(client: &mut Client) -> (bool, Answer) {
+    let req = client
+        .request(hyper::Method::POST, "/mutate")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(support::tls::body(EXAMPLE_REVIEW))
+        .unwrap();
+    let rsp = tokio::time::timeout(WAIT, client.send(req))
+        .await
+        .expect("an answer")
+        .expect("the request succeeds");
+    let close = rsp
+        .headers()
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let answer = tokio::time::timeout(WAIT, read_answer(rsp))
+        .await
+        .expect("the answer is read")
+        .unwrap();
+    (close, answer)
+}
+
+/// The drain grace (`limits.drainGrace`): after the signal the server is unready, but goes on
+/// accepting connections and answering requests; every HTTP/1.1 answer carries `Connection:
+/// close` (and the server closes that connection after it), HTTP/2 connections get GOAWAY, an
+/// idle HTTP/1.1 connection stays open until the grace ends, and then the listeners close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_drain_grace_keeps_serving_and_asks_each_client_to_close() {
+    // Long enough for the steps below on a loaded machine; they take milliseconds.
+    let grace = Duration::from_secs(6);
+    let server = start(|l| {
+        l.drain_grace = HumanDuration(grace);
+        // hyper's header-read timer also closes a kept-alive connection waiting for its next
+        // request: longer than the grace, so that only the grace's end closes the idle one.
+        l.header_read_timeout = HumanDuration(grace + WAIT);
+    })
+    .await;
+    let h1 = server.client_config(&[b"http/1.1"]);
+    let connect = |config: Arc<rustls::ClientConfig>| async move {
+        tokio::time::timeout(WAIT, Client::connect(server.addr, config))
+            .await
+            .expect("a connection within WAIT")
+            .unwrap()
+    };
+    // Before the signal: keep-alive answers, no `Connection: close`.
+    let mut busy = connect(h1.clone()).await;
+    let mut idle = connect(h1.clone()).await;
+    let mut h2 = connect(server.client_config(&[b"h2"])).await;
+    assert_eq!(h2.alpn.as_deref(), Some(b"h2".as_slice()));
+    for client in [&mut busy, &mut idle, &mut h2] {
+        let (close, answer) = post_review(client).await;
+        assert_mutated(&answer);
+        assert!(!close, "Connection: close before the signal");
+    }
+
+    server.token.cancel();
+    let signalled = Instant::now();
+    // Unready at once; the metrics port still answers.
+    let mut probe = tokio::time::timeout(WAIT, Client::connect_plain(server.metrics_addr))
+        .await
+        .expect("the metrics port answers during the grace")
+        .unwrap();
+    let readyz = probe.get("/readyz", WAIT).await.unwrap();
+    assert_eq!(readyz.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // A kept-alive HTTP/1.1 connection is answered, told to close, and closed after the answer.
+    let (close, answer) = post_review(&mut busy).await;
+    assert_mutated(&answer);
+    assert!(close, "no Connection: close during the grace");
+    tokio::time::timeout(WAIT, &mut busy.conn)
+        .await
+        .expect("the connection closes after its answer")
+        .unwrap()
+        .unwrap();
+    // A new connection is accepted, answered and told to close.
+    let mut late = connect(h1.clone()).await;
+    let (close, answer) = post_review(&mut late).await;
+    assert_mutated(&answer);
+    assert!(
+        close,
+        "no Connection: close on a connection made during the grace"
+    );
+    // HTTP/2 gets GOAWAY: with no stream open, the client's connection ends.
+    let ended = tokio::time::timeout(WAIT, &mut h2.conn)
+        .await
+        .expect("the HTTP/2 connection ends after GOAWAY");
+    assert!(ended.is_ok(), "the HTTP/2 connection task panicked");
+    let steps_took = signalled.elapsed();
+    // The idle HTTP/1.1 connection is still open: HTTP/1.1 cannot tell it to go.
+    assert!(
+        !idle.conn.is_finished(),
+        "the idle connection was closed {steps_took:?} into a {grace:?} grace"
+    );
+
+    // The grace ends: the idle connection is closed (without a TLS close_notify, as idle
+    // connections always were at shutdown: the client sees EOF), new connections are refused.
+    let closed = tokio::time::timeout(grace + WAIT, &mut idle.conn)
+        .await
+        .expect("the idle connection closes when the grace ends");
+    assert!(closed.is_ok(), "the idle connection's task panicked");
+    let idle_closed = signalled.elapsed();
+    assert_new_connections_refused(server.addr, &h1).await;
+    tokio::time::timeout(server.limits.drain_timeout.0 + MARGIN, server.run)
+        .await
+        .expect("run returns after the grace and the drain")
+        .unwrap();
+    println!(
+        "drain grace {grace:?}: the steps during the grace took {steps_took:.1?}; the idle \
+         HTTP/1.1 connection closed {idle_closed:.1?} after the signal"
+    );
+}
+
 // ---- (d) protocol and cipher floors ----
 
 /// Runs `openssl s_client` against `server` with `args`; `None` when openssl is not installed.

@@ -210,7 +210,10 @@ pub async fn run(args: &ServeArgs) -> Result<(), ServeError> {
     };
     let config = file.validate()?;
     let shutdown = CancellationToken::new();
-    let namespaces = namespace_policies(&config, &shutdown).await?;
+    // The namespace watch outlives the signal: the server goes on deciding reviews during its
+    // drain grace, with labels kept current.
+    let stopped = CancellationToken::new();
+    let namespaces = namespace_policies(&config, &stopped).await?;
     let server = BoundServer::bind(config, namespaces).await?;
     if let (Some(ca), Ok(addr)) = (dev_ca, server.webhook_addr()) {
         tracing::info!(ca = %ca.display(), "Development mode: throw-away certificate for localhost");
@@ -230,5 +233,6 @@ pub async fn run(args: &ServeArgs) -> Result<(), ServeError> {
         signal_token.cancel();
     });
     server.run(shutdown).await;
+    stopped.cancel();
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! One client connection: TLS handshake (bounded), HTTP/1.1 or HTTP/2 by ALPN, a first-request
 //! deadline, header-read and idle timeouts (idleness counts requests, not bytes), and a graceful
-//! close when the server drains.
+//! close when the server drains, in two steps: while draining (the drain grace), the connection
+//! goes on serving, but every HTTP/1.1 answer carries `Connection: close` and HTTP/2 gets GOAWAY,
+//! so the client itself stops using it; once closing, what is left closes gracefully.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use hyper::header::{CONNECTION, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -74,8 +77,16 @@ impl Drop for InFlight {
 pub(crate) struct Connection {
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) limits: TransportLimits,
-    pub(crate) shutdown: CancellationToken,
+    /// Cancelled when the drain grace starts: answers ask the client to close the connection.
+    pub(crate) draining: CancellationToken,
+    /// Cancelled when the grace ends: the connection closes once its requests are answered.
+    pub(crate) closing: CancellationToken,
 }
+
+/// How often a draining HTTP/2 connection that has not had a request yet checks whether one
+/// has started: its GOAWAY waits for the first request, since a connection still reading the
+/// preface can only be dropped, which its client would see as an error.
+const GOAWAY_CHECK: Duration = Duration::from_millis(50);
 
 /// The HTTP/2 flow-control window of each stream: the most body bytes a stream can have
 /// received and not yet read (the protocol's default window, which Go's clients use).
@@ -99,30 +110,38 @@ impl Connection {
     /// Serves `tcp` with `service` until it closes, idles out, or the server drains.
     pub(crate) async fn serve(self, tcp: TcpStream, service: impl ConnectionService) {
         let Some(acceptor) = self.tls.clone() else {
-            return self.serve_http(tcp, service).await;
+            // Plain HTTP: the protocol is not known before the first bytes; HTTP/2 with prior
+            // knowledge (no port here expects it) then gets its GOAWAY when the grace ends.
+            return self.serve_http(tcp, service, false).await;
         };
         let handshake = tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp));
-        // Shutdown first: a connection accepted just before shutdown must not complete a
-        // handshake after it (a TLS 1.3 client sees the handshake done after one server flight,
-        // then a reset).
+        // Closing first: a connection accepted just before the listeners close must not complete
+        // a handshake after it (a TLS 1.3 client sees the handshake done after one server
+        // flight, then a reset). During the drain grace handshakes complete: the API server may
+        // still dial this replica until it sees the endpoint go.
         let stream = tokio::select! {
             biased;
-            () = self.shutdown.cancelled() => return,
+            () = self.closing.cancelled() => return,
             r = handshake => r,
         };
         match stream {
-            Ok(Ok(stream)) => self.serve_http(stream, service).await,
+            Ok(Ok(stream)) => {
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                self.serve_http(stream, service, h2).await;
+            }
             Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
         }
     }
 
-    async fn serve_http<T>(self, io: T, service: impl ConnectionService)
+    /// Serves one connection; `h2`: HTTP/2 was negotiated by ALPN.
+    async fn serve_http<T>(self, io: T, service: impl ConnectionService, h2: bool)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let limits = self.limits;
-        let shutdown = self.shutdown;
+        let draining = self.draining;
+        let closing_token = self.closing;
         let activity = Arc::new(RequestActivity::new());
         let idle_timeout = limits.idle_timeout;
         let mut builder = auto::Builder::new(InSpanExecutor);
@@ -143,11 +162,26 @@ impl Connection {
         let first_request_deadline = tokio::time::sleep(limits.first_request_timeout);
         let mut first_request_deadline = std::pin::pin!(first_request_deadline);
         let service_activity = activity.clone();
-        let service = service_fn(move |req| {
+        let service_draining = draining.clone();
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let in_flight = service_activity.start();
+            let http1 = req.version() < hyper::Version::HTTP_2;
             let answer = service.call(req);
+            let draining = service_draining.clone();
             async move {
-                let answer = answer.await;
+                let mut answer = answer.await;
+                // While draining, an HTTP/1.1 client is told to close the connection after this
+                // answer, so it never sends another request on a connection the server is about
+                // to close (a POST written onto a closing connection fails, and Go's client, the
+                // API server's, does not retry a POST). Decided when the answer is ready, so a
+                // request that was in flight when the grace started closes its connection too.
+                if http1
+                    && draining.is_cancelled()
+                    && let Ok(rsp) = answer.as_mut()
+                {
+                    rsp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
                 drop(in_flight);
                 answer
             }
@@ -159,7 +193,18 @@ impl Connection {
         // 125% of the limit.
         let check_every = (idle_timeout / 4).max(Duration::from_millis(50));
         let mut awaiting_first_request = true;
+        // Whether the drain grace has been seen, and whether an HTTP/2 GOAWAY waits for the
+        // connection's first request.
+        let mut draining_seen = false;
+        let mut goaway_pending = false;
         loop {
+            if goaway_pending && !closing && activity.any.load(Ordering::Relaxed) {
+                // GOAWAY: the client opens a new connection for further requests (to another
+                // replica once the endpoint is gone) and retries any stream the server did not
+                // take; the streams in flight finish here.
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
             tokio::select! {
                 () = first_request_deadline.as_mut(), if awaiting_first_request => {
                     awaiting_first_request = false;
@@ -175,7 +220,14 @@ impl Connection {
                     }
                     return;
                 }
-                () = shutdown.cancelled(), if !closing => {
+                () = draining.cancelled(), if !draining_seen => {
+                    draining_seen = true;
+                    // HTTP/1.1 has no way to tell an idle client to go: its connection stays
+                    // open, answering with `Connection: close` (above), until the grace ends.
+                    goaway_pending = h2;
+                }
+                () = tokio::time::sleep(GOAWAY_CHECK), if goaway_pending && !closing => {}
+                () = closing_token.cancelled(), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }

@@ -5,8 +5,9 @@
 //! one per listener, and knows nothing of admission; [`routes`] is the service of both ports here. Everything is bounded: a
 //! connection cap per port, TLS handshake, header-read, first-request, request and idle
 //! timeouts, HTTP/2 streams per connection, a request body limit, a process-wide budget for
-//! request bodies in flight ([`budget`]), and a drain deadline on shutdown, after which remaining
-//! connections are dropped. The metrics port has its own small cap
+//! request bodies in flight ([`budget`]), and on shutdown an optional drain grace (still
+//! serving, telling clients to go: see [`transport::Connections`]) then a drain deadline, after
+//! which remaining connections are dropped. The metrics port has its own small cap
 //! ([`METRICS_MAX_CONNECTIONS`]), so a webhook port at its cap never starves the kubelet's probes.
 
 pub mod budget;
@@ -63,6 +64,7 @@ pub struct BoundServer {
     metrics: Option<Listener>,
     store: Arc<CertStore>,
     reload_interval: Duration,
+    drain_grace: Duration,
     drain_timeout: Duration,
     state: Arc<AppState>,
 }
@@ -77,6 +79,7 @@ impl BoundServer {
             tls,
             transport,
             requests,
+            drain_grace,
             drain_timeout,
             admission,
             images,
@@ -105,6 +108,7 @@ impl BoundServer {
             metrics,
             store,
             reload_interval: tls.reload_interval.0,
+            drain_grace,
             drain_timeout,
             state: Arc::new(AppState::new(requests, admission, namespaces).with_images(images)),
         })
@@ -125,25 +129,30 @@ impl BoundServer {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
-    /// within the drain deadline, drops the connections still open at the deadline, and returns.
+    /// Serves until `shutdown` is cancelled; then `/readyz` answers 503 and, for the drain
+    /// grace, the server goes on accepting and serving while it tells every client to close its
+    /// connection (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY); then it stops accepting, lets
+    /// in-flight requests finish within the drain deadline, drops the connections still open at
+    /// the deadline, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let BoundServer {
             webhook,
             metrics,
             store,
             reload_interval,
+            drain_grace,
             drain_timeout,
             state,
         } = self;
+        // Cancelled when the grace is over: the listeners close and connections with them.
+        let closing = CancellationToken::new();
         let reload_state = state.clone();
-        let reloads =
-            tokio::spawn(
-                store.watch(reload_interval, shutdown.clone(), move |outcome| {
-                    reload_state.metrics.record_reload(outcome);
-                }),
-            );
-        let connections = Connections::new(shutdown);
+        let reloads = tokio::spawn(
+            store.watch(reload_interval, closing.clone(), move |outcome| {
+                reload_state.metrics.record_reload(outcome);
+            }),
+        );
+        let connections = Connections::with_grace(shutdown.clone(), closing.clone());
         let observer: Arc<dyn ConnectionObserver> = state.clone();
         state.serving.store(true, Ordering::Release);
         tracing::info!(addr = ?webhook.local_addr().ok(), "Serving /mutate and /validate over HTTPS");
@@ -160,13 +169,21 @@ impl BoundServer {
                 observer,
             ));
         }
+        shutdown.cancelled().await;
+        // Unready at once: the kubelet's probe takes the replica out of the Service's endpoints
+        // if its deletion has not already.
+        state.serving.store(false, Ordering::Release);
+        if !drain_grace.is_zero() {
+            tracing::info!(grace = ?drain_grace, connections = connections.open(), "Draining: still serving, asking every client to close its connection");
+            tokio::time::sleep(drain_grace).await;
+        }
+        closing.cancel();
         for handle in loops {
-            // The accept loops end at shutdown, dropping (closing) their listeners.
+            // The accept loops end when closing, dropping (closing) their listeners.
             let _ = handle.await;
         }
-        state.serving.store(false, Ordering::Release);
         connections.drain(drain_timeout).await;
-        // The watcher ends at shutdown too; it polls files, so it is done within a poll.
+        // The watcher ends when closing too; it polls files, so it is done within a poll.
         let _ = tokio::time::timeout(Duration::from_secs(1), reloads).await;
     }
 }

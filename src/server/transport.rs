@@ -1,5 +1,6 @@
 //! The transport: listeners, their accept loops and connection caps, TLS, HTTP/1.1 and HTTP/2,
-//! and the two-stage drain of every connection. It serves any hyper service and knows nothing of
+//! and the staged drain of every connection (an optional grace while still serving, a graceful
+//! close, then a deadline). It serves any hyper service and knows nothing of
 //! admission: the webhook routes are one service, the metrics routes another, a test's echo a
 //! third (`tests/server_transport.rs`).
 //!
@@ -131,26 +132,39 @@ impl Listener {
     }
 }
 
-/// The connections of every listener of one server, drained together: `drain` stops the accept
-/// loops and closes connections gracefully, `abort` (at the drain deadline) drops the rest.
+/// The connections of every listener of one server, drained together, in stages:
+/// - `draining` (the drain grace): the listeners go on accepting and every connection goes on
+///   serving, but HTTP/1.1 answers carry `Connection: close` and HTTP/2 connections get GOAWAY,
+///   so clients move to other replicas without a request ever meeting a closed connection;
+/// - `closing`: the accept loops stop (closing the listeners) and connections close gracefully
+///   (idle ones at once, busy ones after their answers);
+/// - `abort` (at the drain deadline of [`Connections::drain`]): the rest are dropped.
 pub struct Connections {
     tracker: TaskTracker,
-    drain: CancellationToken,
+    draining: CancellationToken,
+    closing: CancellationToken,
     abort: CancellationToken,
 }
 
 impl Connections {
-    /// Connections that start draining when `shutdown` is cancelled.
+    /// Connections that close (gracefully) when `shutdown` is cancelled: no grace.
     pub fn new(shutdown: CancellationToken) -> Self {
+        Connections::with_grace(shutdown.clone(), shutdown)
+    }
+
+    /// Connections that start draining when `draining` is cancelled and close when `closing` is;
+    /// the caller cancels `closing` when the grace is over.
+    pub fn with_grace(draining: CancellationToken, closing: CancellationToken) -> Self {
         Connections {
             tracker: TaskTracker::new(),
-            drain: shutdown,
+            draining,
+            closing,
             abort: CancellationToken::new(),
         }
     }
 
     /// Spawns the accept loop of `listener`, serving each connection with a clone of `service`
-    /// until shutdown; the handle ends when the loop has stopped accepting (and dropped, so
+    /// until closing; the handle ends when the loop has stopped accepting (and dropped, so
     /// closed, the listener).
     pub fn serve(
         &self,
@@ -161,7 +175,8 @@ impl Connections {
         let accept = AcceptLoop {
             listener,
             tracker: self.tracker.clone(),
-            drain: self.drain.clone(),
+            draining: self.draining.clone(),
+            closing: self.closing.clone(),
             abort: self.abort.clone(),
             observer,
         };
@@ -173,7 +188,7 @@ impl Connections {
         self.tracker.len()
     }
 
-    /// After shutdown: lets in-flight requests finish within `deadline`, then drops the
+    /// Once closing: lets in-flight requests finish within `deadline`, then drops the
     /// connections still open.
     pub async fn drain(self, deadline: Duration) {
         self.tracker.close();
@@ -198,7 +213,8 @@ impl Connections {
 struct AcceptLoop {
     listener: Listener,
     tracker: TaskTracker,
-    drain: CancellationToken,
+    draining: CancellationToken,
+    closing: CancellationToken,
     abort: CancellationToken,
     observer: Arc<dyn ConnectionObserver>,
 }
@@ -211,11 +227,12 @@ impl AcceptLoop {
         // other's, and a full webhook port starve the probes.
         let connections = Arc::new(Semaphore::new(limits.max_connections));
         loop {
-            // `biased`, shutdown first: once shutdown is signalled, no further connection is
-            // taken from the backlog, even one that is already waiting.
+            // `biased`, closing first: once the listeners close, no further connection is
+            // taken from the backlog, even one that is already waiting. During the drain grace
+            // they are: the API server may still dial this replica until its endpoint is gone.
             let permit = tokio::select! {
                 biased;
-                () = self.drain.cancelled() => return,
+                () = self.closing.cancelled() => return,
                 p = connections.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => return,
@@ -223,7 +240,7 @@ impl AcceptLoop {
             };
             let (stream, peer) = tokio::select! {
                 biased;
-                () = self.drain.cancelled() => return,
+                () = self.closing.cancelled() => return,
                 r = tcp.accept() => match r {
                     Ok(conn) => conn,
                     Err(error) => {
@@ -238,7 +255,8 @@ impl AcceptLoop {
             let connection = conn::Connection {
                 tls: tls.clone(),
                 limits,
-                shutdown: self.drain.clone(),
+                draining: self.draining.clone(),
+                closing: self.closing.clone(),
             };
             let service = service.clone();
             let abort = self.abort.clone();

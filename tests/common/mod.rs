@@ -7,4 +7,5 @@ pub mod control_plane;
 pub mod node;
 pub mod registry;
 pub mod sandbox;
+pub mod tools;
 pub mod webhook;
