@@ -319,17 +319,25 @@ async fn credentials_open_a_registry_that_asks_for_them() {
     assert!(!reason.contains("wrong"), "no secret in a reason: {reason}");
     // The file is read at each lookup: the rotated Secret applies without a restart.
     write("s3cret");
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let catalog = with_credentials
-        .catalog(std::slice::from_ref(&image), &amd64())
-        .await;
-    assert!(
-        matches!(
+    // The expired failure answers at once while the refresh, with the new file, runs.
+    let mut polls = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let catalog = with_credentials
+            .catalog(std::slice::from_ref(&image), &amd64())
+            .await;
+        if matches!(
             verdict(&image, catalog.get(&image)),
             UserVerdict::NamedUid { uid: 1001, .. }
-        ),
-        "{catalog:?}"
-    );
+        ) {
+            break;
+        }
+        polls += 1;
+        assert!(
+            polls < 50,
+            "the rotated credentials never applied: {catalog:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -629,6 +637,7 @@ async fn a_slow_registry_costs_a_review_its_budget_only_and_the_next_review_the_
             c.review_budget = pod_hardener::config::HumanDuration(Duration::from_millis(300));
             c.request_timeout = pod_hardener::config::HumanDuration(Duration::from_secs(2));
             c.lookup_timeout = pod_hardener::config::HumanDuration(Duration::from_secs(3));
+            c.failure_ttl = pod_hardener::config::HumanDuration(Duration::from_secs(1));
         },
     ))
     .unwrap();
@@ -661,6 +670,31 @@ async fn a_slow_registry_costs_a_review_its_budget_only_and_the_next_review_the_
         }
     };
     assert!(reason.contains("no answer"), "{reason}");
+    // The reviews that joined the lookup in flight waited only what was left of one budget
+    // from its start: the first review paid it, each later one got the same answer at once.
+    let joined = lookups.counters().budget_exceeded.load(Ordering::Relaxed);
+    eprintln!(
+        "slow registry: {waited} later reviews, {joined} answered without the lookup's result, in {:.1?} in all",
+        Duration::from_millis(200) * waited
+    );
+    // Once the failure expires, it is still the answer (no review waits for the registry
+    // again) while a refresh asks the registry in the background.
+    let failed = lookups.counters().failed.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let budget_exceeded = lookups.counters().budget_exceeded.load(Ordering::Relaxed);
+    let stale = lookups.catalog(std::slice::from_ref(&slow), &amd64()).await;
+    assert_eq!(stale.get(&slow), Some(&ImageLookup::Unavailable(reason)));
+    assert_eq!(
+        lookups.counters().budget_exceeded.load(Ordering::Relaxed),
+        budget_exceeded,
+        "the stale failure was answered without waiting"
+    );
+    let mut polls = 0;
+    while lookups.counters().failed.load(Ordering::Relaxed) == failed {
+        polls += 1;
+        assert!(polls < 50, "no refresh of the expired failure");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn restricted_state(lookups: ImageLookups) -> Arc<AppState> {

@@ -44,7 +44,8 @@ type SharedLookup = Shared<BoxFuture<'static, ImageLookup>>;
 #[derive(Default)]
 struct State {
     entries: HashMap<Key, Entry>,
-    in_flight: HashMap<Key, SharedLookup>,
+    /// Each lookup in flight, and when it started.
+    in_flight: HashMap<Key, (SharedLookup, Instant)>,
     clock: u64,
 }
 
@@ -88,7 +89,10 @@ impl std::fmt::Debug for ImageLookups {
 
 enum Started {
     Ready(ImageLookup),
-    Pending(SharedLookup),
+    /// A lookup in flight, worth waiting for until the instant given: one review budget after
+    /// it started, so a slow registry costs the reviews of one image one budget in all, not one
+    /// each.
+    Pending(SharedLookup, Instant),
 }
 
 impl ImageLookups {
@@ -135,19 +139,22 @@ impl ImageLookups {
         let mut catalog = ImageCatalog::new();
         let mut pending = Vec::new();
         for image in images {
-            if catalog.get(image).is_some() || pending.iter().any(|(i, _)| i == image) {
+            if catalog.get(image).is_some() || pending.iter().any(|(i, _, _)| i == image) {
                 continue;
             }
             match self.start(image, platform) {
                 Started::Ready(lookup) => catalog.insert(image.clone(), lookup),
-                Started::Pending(shared) => pending.push((image.clone(), shared)),
+                Started::Pending(shared, worth_waiting) => {
+                    pending.push((image.clone(), shared, worth_waiting.min(deadline)));
+                }
             }
         }
-        let answers =
-            futures_util::future::join_all(pending.into_iter().map(|(image, shared)| async move {
-                (image, tokio::time::timeout_at(deadline, shared).await)
-            }))
-            .await;
+        let answers = futures_util::future::join_all(pending.into_iter().map(
+            |(image, shared, until)| async move {
+                (image, tokio::time::timeout_at(until, shared).await)
+            },
+        ))
+        .await;
         for (image, answer) in answers {
             let lookup = answer.unwrap_or_else(|_| {
                 self.inner
@@ -174,16 +181,27 @@ impl ImageLookups {
         state.clock += 1;
         let now_tick = state.clock;
         let now = Instant::now();
-        if let Some(entry) = state.entries.get_mut(&key)
-            && entry.expires.is_none_or(|at| at > now)
-        {
+        let mut stale_failure = None;
+        if let Some(entry) = state.entries.get_mut(&key) {
             entry.last_used = now_tick;
-            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Started::Ready(entry.lookup.clone());
+            if entry.expires.is_none_or(|at| at > now) {
+                counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Started::Ready(entry.lookup.clone());
+            }
+            // An expired failure is still the best answer for this review: the registry is
+            // asked again in the background instead of every review waiting for it.
+            if matches!(entry.lookup, ImageLookup::Unavailable(_)) {
+                stale_failure = Some(entry.lookup.clone());
+            }
         }
         counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        if let Some(shared) = state.in_flight.get(&key) {
-            return Started::Pending(shared.clone());
+        if let Some((shared, started)) = state.in_flight.get(&key) {
+            return match stale_failure {
+                Some(stale) => Started::Ready(stale),
+                None => {
+                    Started::Pending(shared.clone(), *started + self.inner.settings.review_budget)
+                }
+            };
         }
         let reference = match lookup::parse_reference(image) {
             Ok(reference) => reference,
@@ -191,16 +209,32 @@ impl ImageLookups {
         };
         if state.in_flight.len() >= self.inner.settings.max_concurrent_lookups {
             counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
-            return Started::Ready(ImageLookup::Unavailable(format!(
-                "not looked up: images.maxConcurrentLookups ({}) lookups in flight",
-                self.inner.settings.max_concurrent_lookups
-            )));
+            return Started::Ready(stale_failure.unwrap_or_else(|| {
+                ImageLookup::Unavailable(format!(
+                    "not looked up: images.maxConcurrentLookups ({}) lookups in flight",
+                    self.inner.settings.max_concurrent_lookups
+                ))
+            }));
         }
+        let shared = self.spawn_lookup(&mut state, key, reference);
+        match stale_failure {
+            Some(stale) => Started::Ready(stale),
+            None => Started::Pending(shared, now + self.inner.settings.review_budget),
+        }
+    }
+
+    /// Starts the lookup of `reference` as a task that outlives the reviews waiting for it and
+    /// stores its answer, registered in flight (under the lock held by the caller, so the
+    /// task's removal of its entry, which takes the lock, always follows the insertion).
+    fn spawn_lookup(
+        &self,
+        state: &mut State,
+        key: Key,
+        reference: oci_spec::distribution::Reference,
+    ) -> SharedLookup {
         let this = self.clone();
         let task_key = key.clone();
         let pinned = reference.digest().is_some();
-        // Spawned under the lock, so the task's removal of its in-flight entry (which takes the
-        // lock) always follows this insertion.
         let task = tokio::spawn(async move {
             let settings = &this.inner.settings;
             let result =
@@ -232,8 +266,10 @@ impl ImageLookups {
         }
         .boxed()
         .shared();
-        state.in_flight.insert(key, shared.clone());
-        Started::Pending(shared)
+        state
+            .in_flight
+            .insert(key, (shared.clone(), Instant::now()));
+        shared
     }
 
     /// Records `lookup` for `image` on `platform` as a finished lookup would (a tag's answer for
