@@ -898,3 +898,63 @@ async fn the_cli_decides_as_the_webhook_and_renders_again_from_its_cache() {
     let (second, _) = harden_with_lookups(&config, &cache, &manifest);
     assert_eq!(second, first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_are_tried_in_order_before_the_registry() {
+    let world = world().await;
+    // The registry the images name is down; of its two mirrors the first is down too, the second
+    // is the real registry holding the images.
+    let unused = || {
+        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (origin, dead_mirror) = (unused(), unused());
+    let mirror = world.registry.host.clone();
+    let lookups = ImageLookups::new(settings(
+        &[
+            (
+                &origin,
+                RegistryHost {
+                    mirrors: vec![
+                        format!("https://{dead_mirror}"),
+                        format!("https://{mirror}"),
+                    ],
+                    ..RegistryHost::default()
+                },
+            ),
+            (&mirror, trusting(&world.certs.ca)),
+        ],
+        |_| {},
+    ))
+    .unwrap();
+    let image = format!("{origin}/named:1");
+    let catalog = lookups
+        .catalog(std::slice::from_ref(&image), &amd64())
+        .await;
+    let Some(ImageLookup::Found(facts)) = catalog.get(&image) else {
+        panic!("{catalog:?}\n{}", world.registry.log_tail())
+    };
+    assert_eq!(facts.digest, world.digests["named"]);
+    // Without the working mirror, the answer is the registry's own failure, after the mirror's.
+    let without = ImageLookups::new(settings(
+        &[(
+            &origin,
+            RegistryHost {
+                mirrors: vec![format!("https://{dead_mirror}")],
+                ..RegistryHost::default()
+            },
+        )],
+        |_| {},
+    ))
+    .unwrap();
+    let catalog = without
+        .catalog(std::slice::from_ref(&image), &amd64())
+        .await;
+    let Some(ImageLookup::Unavailable(reason)) = catalog.get(&image) else {
+        panic!("{catalog:?}")
+    };
+    assert!(
+        reason.contains(&format!("cannot reach https://{origin}")),
+        "{reason}"
+    );
+}
