@@ -88,6 +88,11 @@ impl WorkloadKind {
         tokens
     }
 
+    /// The pod spec of `object`, a `kind` object in JSON form, if it has one.
+    pub fn pod_spec_of(self, object: &Value) -> Option<&Value> {
+        lookup(object, &self.pod_spec_tokens()).filter(|v| !v.is_null())
+    }
+
     /// JSON pointer tokens to the pod metadata: `/metadata`, `/spec/template/metadata`, ...
     pub fn pod_metadata_tokens(self) -> Vec<&'static str> {
         let mut tokens = self.template_tokens().to_vec();

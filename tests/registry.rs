@@ -670,12 +670,14 @@ async fn a_slow_registry_costs_a_review_its_budget_only_and_the_next_review_the_
         }
     };
     assert!(reason.contains("no answer"), "{reason}");
-    // The reviews that joined the lookup in flight waited only what was left of one budget
-    // from its start: the first review paid it, each later one got the same answer at once.
-    let joined = lookups.counters().budget_exceeded.load(Ordering::Relaxed);
-    eprintln!(
-        "slow registry: {waited} later reviews, {joined} answered without the lookup's result, in {:.1?} in all",
-        Duration::from_millis(200) * waited
+    // Every review that came while the lookup was in flight was answered without its result
+    // (the first after its budget; how long the later ones waited is the benchmarks' business,
+    // not a timed assertion's).
+    let answered_without = lookups.counters().budget_exceeded.load(Ordering::Relaxed);
+    assert_eq!(
+        answered_without,
+        u64::try_from(waited).unwrap(),
+        "{waited} polls"
     );
     // Once the failure expires, it is still the answer (no review waits for the registry
     // again) while a refresh asks the registry in the background.

@@ -105,10 +105,7 @@ fn harden_object(
     let mut hardener =
         Hardener::new(options.profile.clone()).skipping(options.skip.iter().copied());
     if let Some(lookups) = &options.images
-        && let Some(spec) = kind
-            .pod_spec_tokens()
-            .iter()
-            .try_fold(&*object, |v, token| v.get(*token))
+        && let Some(spec) = kind.pod_spec_of(object)
     {
         hardener = hardener.with_images(lookups.catalog(spec));
     }

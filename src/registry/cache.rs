@@ -17,7 +17,7 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
 use super::client::{ClientError, RegistryClient};
-use super::lookup::{self, LookupError};
+use super::lookup;
 use super::manifest::Platform;
 use super::settings::LookupSettings;
 use crate::harden::images::{ImageCatalog, ImageLookup};
@@ -248,7 +248,7 @@ impl ImageLookups {
                 Err(e) => {
                     this.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(image = %task_key.image, reason = %e, "Image lookup failed");
-                    ImageLookup::Unavailable(reason(&e))
+                    ImageLookup::Unavailable(e.to_string())
                 }
             };
             let expires = match &lookup {
@@ -320,9 +320,4 @@ impl ImageLookups {
             },
         );
     }
-}
-
-/// The reason recorded for a failed lookup.
-fn reason(e: &LookupError) -> String {
-    e.to_string()
 }

@@ -181,11 +181,6 @@ impl Keyring {
         let (_, parent) = host.split_once('.')?;
         self.by_host.get(&format!("*.{parent}"))
     }
-
-    /// Whether the keyring holds no credential.
-    pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty()
-    }
 }
 
 #[cfg(test)]

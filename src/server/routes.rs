@@ -364,10 +364,7 @@ async fn image_catalog(
         return None;
     }
     let object = req.object.as_ref()?;
-    let spec = kind
-        .pod_spec_tokens()
-        .iter()
-        .try_fold(object, |v, token| v.get(*token))?;
+    let spec = kind.pod_spec_of(object)?;
     let (images, platform) =
         crate::registry::pod_images(spec, &lookups.settings().default_platform);
     if images.is_empty() {
