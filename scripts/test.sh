@@ -54,6 +54,10 @@ echo "== the CNCF distribution registry for the image lookup tests (cached after
 POD_HARDENER_REGISTRY_BIN="$(scripts/build-registry.sh | tail -n 1)"
 export POD_HARDENER_REGISTRY_BIN
 
+echo "== the wgpolicyk8s.io PolicyReport CRDs for the audit tests (cached after the first download)"
+POD_HARDENER_POLICY_REPORT_CRDS="$(scripts/fetch-policy-report-crds.sh | tail -n 1)"
+export POD_HARDENER_POLICY_REPORT_CRDS
+
 echo "== node for the end-to-end node tests: kubelet, containerd, runc, CNI, test images (cached)"
 POD_HARDENER_NODE_BIN="$(scripts/build-node.sh | tail -n 1)"
 POD_HARDENER_NODE_IMAGES="$(scripts/build-node-images.sh | tail -n 1)"

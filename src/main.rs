@@ -64,6 +64,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(out.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(args) => {
+            // Two workers: image lookups leave one with block_in_place while they wait.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let lookups = args.images.lookups()?;
+            let outcome = runtime.block_on(cli::audit::run(&args, lookups.as_ref()))?;
+            std::io::stdout()
+                .lock()
+                .write_all(outcome.stdout.as_bytes())?;
+            std::io::stderr()
+                .lock()
+                .write_all(outcome.stderr.as_bytes())?;
+            let code = if outcome.has_denials {
+                cli::EXIT_VIOLATIONS
+            } else {
+                cli::EXIT_OK
+            };
+            Ok(ExitCode::from(code as u8))
+        }
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -71,6 +71,34 @@ impl WorkloadKind {
         }
     }
 
+    /// Every kind, owners before what they own (CronJob before Job, Deployment before
+    /// ReplicaSet, every workload before Pod), the order an audit lists them in.
+    pub const OWNERS_FIRST: [WorkloadKind; 9] = [
+        WorkloadKind::CronJob,
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::ReplicationController,
+        WorkloadKind::Job,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::PodTemplate,
+        WorkloadKind::Pod,
+    ];
+
+    /// The `apiVersion` it is served at: `v1`, `apps/v1`, `batch/v1`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod | WorkloadKind::PodTemplate | WorkloadKind::ReplicationController => {
+                "v1"
+            }
+            WorkloadKind::ReplicaSet
+            | WorkloadKind::Deployment
+            | WorkloadKind::StatefulSet
+            | WorkloadKind::DaemonSet => "apps/v1",
+            WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
+        }
+    }
+
     /// JSON pointer tokens from the object root to the pod template (or, for a Pod, the root).
     fn template_tokens(self) -> &'static [&'static str] {
         match self {

@@ -36,15 +36,15 @@ use serde_json::{Value, json};
 
 const POD_HARDENER: &str = env!("CARGO_BIN_EXE_pod-hardener");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+include!("support/shared_data.rs");
+
 /// The namespace the renderings were made for (`helm template --namespace apps`).
 const NAMESPACE: &str = "apps";
 const RECORD: &str = "pod-hardener.io/hardened";
 
 /// The renderings, sorted by file name.
 fn renderings() -> Vec<(String, Vec<u8>)> {
-    let dir = std::env::var_os("POD_HARDENER_CHARTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(ROOT).join("../shared/charts/rendered"));
+    let dir = charts_dir();
     let entries = fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
             "the chart corpus is not at {} ({e}): set POD_HARDENER_CHARTS to the directory of \

@@ -71,9 +71,7 @@ fn harden_keeps_every_unchanged_corpus_document_to_the_byte() {
         mode: pod_hardener::harden::Mode::Fill,
         skip: Vec::new(),
         explain: false,
-        image_lookups: false,
-        images_config: None,
-        image_cache: None,
+        images: Default::default(),
     }
     .options()
     .unwrap();

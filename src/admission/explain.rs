@@ -58,43 +58,85 @@ fn describe_skip(s: &RecordedSkip) -> String {
     }
 }
 
+/// One failed check that hardening left in place, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unfixable {
+    /// The check.
+    pub check: CheckId,
+    /// Why, as a stable code: `never-fixable` (no mutation may fix it), `not-hardened` (the
+    /// mutating webhook did not run, or the namespace's mode is shadow or off), `not-covered`
+    /// (the profile has no control for it), or the code of the control's first recorded skip
+    /// (`explicit-value`, `opt-out`, `image-runs-as-root`, ...).
+    pub reason: String,
+    /// The explanation, for people.
+    pub explanation: String,
+}
+
+/// Why each of `violations` is left, given the record of what hardening did (`None` when the
+/// pod was not hardened). Checks that a control fixes and no skip explains are absent: a
+/// hardened pod has none (`tests/harden_fixtures.rs`).
+pub fn unfixable(violations: &[Violation], record: Option<&Record>) -> Vec<Unfixable> {
+    let mut out = Vec::new();
+    for v in violations {
+        let (reason, explanation) = if let Some(why) = never_fixable(v.check) {
+            ("never-fixable".to_owned(), why.to_owned())
+        } else {
+            let Some(control) = Control::fixing(v.check) else {
+                continue;
+            };
+            match record {
+                None => (
+                    "not-hardened".to_owned(),
+                    "the pod was not hardened: pod-hardener's mutating webhook did not run, or the namespace's mode is shadow or off".to_owned(),
+                ),
+                Some(record) => {
+                    let skips: Vec<&RecordedSkip> = record
+                        .skips
+                        .iter()
+                        .filter(|s| s.control == control.as_str())
+                        .collect();
+                    match skips.first() {
+                        None => (
+                            "not-covered".to_owned(),
+                            "not covered by the hardening profile".to_owned(),
+                        ),
+                        Some(first) => (
+                            first.reason.clone(),
+                            skips
+                                .iter()
+                                .map(|s| describe_skip(s))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ),
+                    }
+                }
+            }
+        };
+        out.push(Unfixable {
+            check: v.check,
+            reason,
+            explanation,
+        });
+    }
+    out
+}
+
 /// The explanation for `violations`, given the record of what hardening did (`None` when the
 /// pod was not hardened). Empty when there is nothing to add.
 pub fn could_not_fix(violations: &[Violation], record: Option<&Record>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut unhardened: Vec<&str> = Vec::new();
-    for v in violations {
-        if let Some(why) = never_fixable(v.check) {
-            parts.push(format!("{} ({why})", v.check));
-            continue;
-        }
-        let Some(control) = Control::fixing(v.check) else {
-            continue;
-        };
-        let Some(record) = record else {
-            unhardened.push(v.check.as_str());
-            continue;
-        };
-        let skips: Vec<String> = record
-            .skips
-            .iter()
-            .filter(|s| s.control == control.as_str())
-            .map(describe_skip)
-            .collect();
-        if skips.is_empty() {
-            parts.push(format!(
-                "{} (not covered by the hardening profile)",
-                v.check
-            ));
+    let mut unhardened_why = String::new();
+    for u in unfixable(violations, record) {
+        if u.reason == "not-hardened" {
+            unhardened.push(u.check.as_str());
+            unhardened_why = u.explanation;
         } else {
-            parts.push(format!("{} ({})", v.check, skips.join("; ")));
+            parts.push(format!("{} ({})", u.check, u.explanation));
         }
     }
     if !unhardened.is_empty() {
-        parts.push(format!(
-            "{} (the pod was not hardened: pod-hardener's mutating webhook did not run, or the namespace's mode is shadow or off)",
-            unhardened.join(", ")
-        ));
+        parts.push(format!("{} ({unhardened_why})", unhardened.join(", ")));
     }
     if parts.is_empty() {
         return String::new();

@@ -14,6 +14,33 @@ use super::CliError;
 use crate::harden::images::{ImageCatalog, ImageFacts, ImageLookup};
 use crate::registry::{ImageLookupConfig, ImageLookups, Platform, pod_images};
 
+/// `--image-lookups` and its settings, shared by `harden`, `krm` and `audit`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ImageLookupArgs {
+    /// Read each image's config from its registry and decide runAsNonRoot per container as the
+    /// kubelet will (README, "Image lookups"); waits for every answer.
+    #[arg(long)]
+    pub image_lookups: bool,
+    /// With --image-lookups: a YAML file with the fields of the server's `images:` section
+    /// (registries, credentialsFile, limits).
+    #[arg(long, requires = "image_lookups")]
+    pub images_config: Option<PathBuf>,
+    /// With --image-lookups: keep what lookups learn in this directory between runs (a digest's
+    /// answer for good, a tag's for tagTTL).
+    #[arg(long, requires = "image_lookups")]
+    pub image_cache: Option<PathBuf>,
+}
+
+impl ImageLookupArgs {
+    /// The lookups asked for, if any. They own a runtime: make and drop them outside any other.
+    pub fn lookups(&self) -> Result<Option<CliLookups>, CliError> {
+        if !self.image_lookups {
+            return Ok(None);
+        }
+        CliLookups::new(self.images_config.as_deref(), self.image_cache.clone()).map(Some)
+    }
+}
+
 /// One cached answer on disk.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,6 +1,7 @@
-//! The command line: `check`, `harden` and `version` over manifests, sharing the core with the
+//! The command line: `check`, `harden` and `version` over manifests, `audit` over a cluster, sharing the core with the
 //! webhook (the CLI's `check` is the validator, its `harden` is the mutator).
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod harden;
@@ -97,6 +98,12 @@ pub enum Command {
     /// The function's functionConfig (a ConfigMap's data, or an object's spec) may set `level`,
     /// `mode` and `skip`, overriding the flags. Exit 0 on success, 2 on bad input.
     Krm(HardenArgs),
+    /// Audit a live cluster: what hardening will change, what will still be denied and what may
+    /// not start, per namespace and object (table, JSON or PolicyReports).
+    ///
+    /// Exit 0 when nothing will be denied, 1 when an object will be, 2 when the audit could not
+    /// complete (no report is given then).
+    Audit(Box<audit::AuditArgs>),
     /// Serve /mutate and /validate over HTTPS (and /metrics over HTTP).
     Serve(serve::ServeArgs),
     /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
@@ -180,18 +187,9 @@ pub struct HardenArgs {
     /// Explain on stderr what was changed and what will still be denied.
     #[arg(long)]
     pub explain: bool,
-    /// Read each image's config from its registry and decide runAsNonRoot per container as the
-    /// kubelet will (README, "Image lookups"); waits for every answer.
-    #[arg(long)]
-    pub image_lookups: bool,
-    /// With --image-lookups: a YAML file with the fields of the server's `images:` section
-    /// (registries, credentialsFile, limits).
-    #[arg(long, requires = "image_lookups")]
-    pub images_config: Option<PathBuf>,
-    /// With --image-lookups: keep what lookups learn in this directory between runs (a digest's
-    /// answer for good, a tag's for tagTTL).
-    #[arg(long, requires = "image_lookups")]
-    pub image_cache: Option<PathBuf>,
+    /// Image lookups.
+    #[command(flatten)]
+    pub images: images::ImageLookupArgs,
 }
 
 impl HardenArgs {
@@ -201,14 +199,7 @@ impl HardenArgs {
             mode: self.mode,
             ..HardeningSettings::default()
         };
-        let images = if self.image_lookups {
-            Some(std::sync::Arc::new(images::CliLookups::new(
-                self.images_config.as_deref(),
-                self.image_cache.clone(),
-            )?))
-        } else {
-            None
-        };
+        let images = self.images.lookups()?.map(std::sync::Arc::new);
         Ok(harden::HardenOptions {
             profile: Profile::for_level(self.level, &settings),
             skip: self.skip.clone(),

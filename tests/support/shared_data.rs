@@ -20,3 +20,13 @@ pub fn psa_fixtures_dir() -> std::path::PathBuf {
     );
     dir
 }
+
+/// The chart corpus: `helm template` renderings of public charts, `$POD_HARDENER_CHARTS`, else
+/// `../shared/charts/rendered`.
+#[allow(dead_code)]
+pub fn charts_dir() -> std::path::PathBuf {
+    match std::env::var_os("POD_HARDENER_CHARTS") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/charts/rendered"),
+    }
+}

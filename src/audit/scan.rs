@@ -1,0 +1,319 @@
+//! The cluster side of an audit: reads namespaces and every object that carries a pod spec,
+//! page by page (`limit`/`continue`, so memory is bounded by the page size plus one small
+//! finding per object), folds each object into the audited workload that controls it, and
+//! classifies the rest ([`super::classify`]). Any failed list fails the whole scan: a report is
+//! complete or is not given.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplate, ReplicationController};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectList};
+use serde_json::Value;
+
+use super::classify::classify;
+use super::report::{AuditScope, AuditedObject, NamespaceReport, Report};
+use crate::admission::AdmissionSettings;
+use crate::harden::ImageCatalog;
+use crate::policy::{Defaults, NamespacePolicy};
+use crate::pss::LevelVersion;
+use crate::workload::WorkloadKind;
+
+/// Objects per list request when not configured (kubectl's default chunk size).
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
+/// What to audit, and how the webhook is configured.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Namespaces to audit; empty for all.
+    pub namespaces: Vec<String>,
+    /// Only objects matching this label selector.
+    pub label_selector: Option<String>,
+    /// Objects per list request.
+    pub page_size: u32,
+    /// A hypothetical enforce level and version for every namespace, instead of its labels'.
+    pub policy: Option<LevelVersion>,
+    /// The policy of namespaces without labels (the server's `defaultPolicy`).
+    pub defaults: Defaults,
+    /// Hardening settings and exemptions (the server's).
+    pub settings: AdmissionSettings,
+    /// Seconds since the epoch when the scan started.
+    pub started_at_seconds: i64,
+}
+
+/// What image lookups learned about the images of one pod spec; may block.
+pub trait ImageSource {
+    /// The catalog for the images of `pod_spec`.
+    fn catalog(&self, pod_spec: &Value) -> ImageCatalog;
+}
+
+/// Told after each page, for a progress indicator.
+pub trait Progress {
+    /// `listed` objects of `kind` read so far.
+    fn page(&mut self, kind: WorkloadKind, listed: u64);
+}
+
+/// Why a scan could not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    /// A list or get failed (forbidden, unreachable, timed out, the API server went away).
+    #[error("cannot {what}: {source}")]
+    Api {
+        /// What was being read: `list pods in all namespaces`.
+        what: String,
+        /// kube's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object could not be turned back into JSON (a bug).
+    #[error("cannot read {what}: {source}")]
+    Object {
+        /// Which object.
+        what: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The API resource of a kind.
+fn resource(kind: WorkloadKind) -> ApiResource {
+    match kind {
+        WorkloadKind::Pod => ApiResource::erase::<Pod>(&()),
+        WorkloadKind::PodTemplate => ApiResource::erase::<PodTemplate>(&()),
+        WorkloadKind::ReplicationController => ApiResource::erase::<ReplicationController>(&()),
+        WorkloadKind::ReplicaSet => ApiResource::erase::<ReplicaSet>(&()),
+        WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
+        WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+        WorkloadKind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+        WorkloadKind::Job => ApiResource::erase::<Job>(&()),
+        WorkloadKind::CronJob => ApiResource::erase::<CronJob>(&()),
+    }
+}
+
+fn where_(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("in namespace {ns}"),
+        None => "in all namespaces".to_owned(),
+    }
+}
+
+/// One page of `api`, or the error naming what was listed.
+async fn page<K>(
+    api: &Api<K>,
+    params: &ListParams,
+    what: impl FnOnce() -> String,
+) -> Result<ObjectList<K>, ScanError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(params).await.map_err(|source| ScanError::Api {
+        what: what(),
+        source,
+    })
+}
+
+/// The namespaces in scope, each with its policy and an empty report.
+struct Namespaces {
+    policies: HashMap<String, NamespacePolicy>,
+    reports: BTreeMap<String, NamespaceReport>,
+}
+
+async fn read_namespaces(
+    client: &kube::Client,
+    options: &ScanOptions,
+) -> Result<Namespaces, ScanError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut namespaces: Vec<Namespace> = Vec::new();
+    if options.namespaces.is_empty() {
+        let mut params = ListParams::default().limit(options.page_size);
+        loop {
+            let list = page(&api, &params, || "list namespaces".to_owned()).await?;
+            let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+            namespaces.extend(list.items);
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    } else {
+        for name in &options.namespaces {
+            let ns = api.get(name).await.map_err(|source| ScanError::Api {
+                what: format!("get namespace {name}"),
+                source,
+            })?;
+            namespaces.push(ns);
+        }
+    }
+    let mut out = Namespaces {
+        policies: HashMap::new(),
+        reports: BTreeMap::new(),
+    };
+    for ns in namespaces {
+        let Some(name) = ns.metadata.name else {
+            continue;
+        };
+        let mut policy =
+            NamespacePolicy::from_labels(ns.metadata.labels.as_ref(), &options.defaults);
+        if let Some(hypothetical) = options.policy {
+            policy.enforce = hypothetical;
+        }
+        let report = NamespaceReport::new(
+            name.clone(),
+            policy.enforce.to_string(),
+            policy.mode.as_str(),
+            policy.label_errors.clone(),
+        );
+        out.reports.insert(name.clone(), report);
+        out.policies.insert(name, policy);
+    }
+    Ok(out)
+}
+
+/// Where an audited object's finding lives, so what it controls is folded into it.
+#[derive(Debug, Clone)]
+struct Slot {
+    namespace: String,
+    index: usize,
+}
+
+/// Audits the cluster `client` talks to.
+pub async fn scan(
+    client: &kube::Client,
+    options: &ScanOptions,
+    images: Option<&dyn ImageSource>,
+    progress: &mut dyn Progress,
+) -> Result<Report, ScanError> {
+    let Namespaces {
+        policies,
+        mut reports,
+    } = read_namespaces(client, options).await?;
+    let mut slots: HashMap<String, Slot> = HashMap::new();
+    let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
+        vec![None]
+    } else {
+        options.namespaces.iter().cloned().map(Some).collect()
+    };
+    for kind in WorkloadKind::OWNERS_FIRST {
+        let resource = resource(kind);
+        let mut listed: u64 = 0;
+        for scope in &scopes {
+            let api: Api<DynamicObject> = match scope {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            let mut params = ListParams::default().limit(options.page_size);
+            if let Some(selector) = &options.label_selector {
+                params = params.labels(selector);
+            }
+            loop {
+                let list = page(&api, &params, || {
+                    format!("list {} {}", resource.plural, where_(scope.as_deref()))
+                })
+                .await?;
+                let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+                listed += list.items.len() as u64;
+                for item in list.items {
+                    audit_item(
+                        kind,
+                        item,
+                        options,
+                        images,
+                        &policies,
+                        &mut reports,
+                        &mut slots,
+                    )?;
+                }
+                progress.page(kind, listed);
+                match next {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+    }
+    let scope = AuditScope {
+        namespaces: options.namespaces.clone(),
+        label_selector: options.label_selector.clone(),
+        policy: options.policy.map(|p| p.to_string()),
+        hardening_mode: options.settings.hardening.mode.as_str().to_owned(),
+        image_lookups: images.is_some(),
+    };
+    Ok(Report::new(
+        options.started_at_seconds,
+        scope,
+        reports.into_values().collect(),
+    ))
+}
+
+fn audit_item(
+    kind: WorkloadKind,
+    item: DynamicObject,
+    options: &ScanOptions,
+    images: Option<&dyn ImageSource>,
+    policies: &HashMap<String, NamespacePolicy>,
+    reports: &mut BTreeMap<String, NamespaceReport>,
+    slots: &mut HashMap<String, Slot>,
+) -> Result<(), ScanError> {
+    let meta = &item.metadata;
+    let (Some(namespace), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
+        return Ok(());
+    };
+    let uid = meta.uid.clone().unwrap_or_default();
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone());
+    // Controlled by an audited object: the controller's template decides what its Pods will
+    // look like when they are next created, so the object is reported once, with it.
+    if let Some(slot) = controller.and_then(|owner| slots.get(&owner).cloned()) {
+        if let Some(owner) = reports
+            .get_mut(&slot.namespace)
+            .and_then(|r| r.objects.get_mut(slot.index))
+        {
+            *owner.owned.entry(kind.as_str()).or_default() += 1;
+        }
+        slots.insert(uid, slot);
+        return Ok(());
+    }
+    let Some(report) = reports.get_mut(&namespace) else {
+        // A namespace created after the namespaces were read, or outside the scope.
+        return Ok(());
+    };
+    let object = serde_json::to_value(&item).map_err(|source| ScanError::Object {
+        what: format!("{} {namespace}/{name}", kind.as_str()),
+        source,
+    })?;
+    let Some(policy) = policies.get(&namespace) else {
+        return Ok(());
+    };
+    let catalog = images.and_then(|source| kind.pod_spec_of(&object).map(|s| source.catalog(s)));
+    let finding = classify(
+        kind,
+        &object,
+        &namespace,
+        policy,
+        &options.settings,
+        catalog,
+    );
+    report.objects.push(AuditedObject {
+        api_version: kind.api_version(),
+        kind,
+        name,
+        uid: uid.clone(),
+        owned: BTreeMap::new(),
+        finding,
+    });
+    slots.insert(
+        uid,
+        Slot {
+            namespace,
+            index: report.objects.len() - 1,
+        },
+    );
+    Ok(())
+}
