@@ -224,13 +224,17 @@ fn offline_check(list: &[u8], level: &str) -> BTreeMap<(String, String), bool> {
 }
 
 /// The class `check` and `harden` give each stored object of a namespace at `level`.
-fn offline_classes(stored: &Value, level: &str) -> BTreeMap<(String, String), &'static str> {
+fn offline_classes(
+    stored: &Value,
+    level: &str,
+    mode: &str,
+) -> BTreeMap<(String, String), &'static str> {
     let list = serde_json::to_vec(stored).unwrap();
     let as_is = offline_check(&list, level);
     let after = if level == "privileged" {
         as_is.clone()
     } else {
-        let o = pod_hardener(&["harden", "--level", level], &list);
+        let o = pod_hardener(&["harden", "--level", level, "--mode", mode], &list);
         assert!(o.status.success(), "harden: {}", text(&o.stderr));
         offline_check(&o.stdout, level)
     };
@@ -282,7 +286,7 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
         let section = namespace(&report, ns);
         assert_eq!(section["policy"], format!("{level}:latest"));
         let stored = kubectl.json(&["get", KINDS, "-n", ns, "-o", "json"]);
-        let expected = offline_classes(&stored, level);
+        let expected = offline_classes(&stored, level, "fill");
         let items = stored["items"].as_array().unwrap();
         let uid_of: BTreeMap<&str, &Value> = items
             .iter()
@@ -355,6 +359,51 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
     assert_eq!(
         privileged["summary"]["compliant"],
         privileged["summary"]["objects"]
+    );
+
+    // A hypothetical level and override mode: as `check` and `harden --mode override` say.
+    let o = audit(
+        kubeconfig,
+        &[
+            "-n",
+            "audit-privileged",
+            "--level",
+            "restricted",
+            "--mode",
+            "override",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let what_if: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(what_if["scope"]["policy"], "restricted:latest");
+    assert_eq!(what_if["scope"]["hardeningMode"], "override");
+    let stored = kubectl.json(&["get", KINDS, "-n", "audit-privileged", "-o", "json"]);
+    let expected = offline_classes(&stored, "restricted", "override");
+    let objects = namespace(&what_if, "audit-privileged")["objects"]
+        .as_array()
+        .unwrap();
+    for object in objects {
+        let key = (
+            object["kind"].as_str().unwrap().to_owned(),
+            object["name"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(
+            expected.get(&key).copied(),
+            object["class"].as_str(),
+            "{key:?}: {object:#}"
+        );
+    }
+    let fill = namespace(&report, "audit-restricted")["summary"]["denied"]
+        .as_u64()
+        .unwrap();
+    let override_denied = namespace(&what_if, "audit-privileged")["summary"]["denied"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        override_denied < fill,
+        "override mode fixes explicit values: {override_denied} vs {fill}"
     );
 
     // The table says the same, summary first.
@@ -462,6 +511,12 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
 /// A loopback proxy to the API server that cuts every connection once it has carried `limit`
 /// bytes to the client, and refuses new ones from then on: the API server going away mid-scan.
 fn cutting_proxy(upstream: u16, limit: usize) -> u16 {
+    proxy(upstream, limit, Duration::ZERO)
+}
+
+/// A loopback proxy to the API server that delays every chunk it carries to the client by
+/// `delay` and cuts every connection past `limit` bytes (see [`cutting_proxy`]).
+fn proxy(upstream: u16, limit: usize, delay: Duration) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let carried = Arc::new(AtomicUsize::new(0));
@@ -492,6 +547,7 @@ fn cutting_proxy(upstream: u16, limit: usize) -> u16 {
                         cut.store(true, Ordering::SeqCst);
                         break;
                     }
+                    std::thread::sleep(delay);
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -586,6 +642,39 @@ fn audit_fails_clearly_and_never_gives_a_partial_report() {
         "{}",
         text(&o.stderr)
     );
+
+    // Ctrl-C mid-scan (through a proxy slow enough that the scan is still running): no report.
+    let slow = proxy(
+        control_plane.apiserver_port(),
+        usize::MAX,
+        Duration::from_millis(100),
+    );
+    let slow_kubeconfig = dir.path().join("slow.kubeconfig");
+    fs::write(
+        &slow_kubeconfig,
+        kubeconfig.replace(server, &format!("https://127.0.0.1:{slow}")),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "audit",
+            "--kubeconfig",
+            slow_kubeconfig.to_str().unwrap(),
+            "--page-size",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let signalled = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let o = child.wait_with_output().unwrap();
+    assert_no_report(&o, "interrupted; no report was written");
 
     // The API server goes away after some pages: however far the scan got, no report.
     let port = control_plane.apiserver_port();

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplate, ReplicationController};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectList};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, ObjectList};
 use serde_json::Value;
 
 use super::classify::classify;
@@ -76,21 +77,6 @@ pub enum ScanError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-/// The API resource of a kind.
-fn resource(kind: WorkloadKind) -> ApiResource {
-    match kind {
-        WorkloadKind::Pod => ApiResource::erase::<Pod>(&()),
-        WorkloadKind::PodTemplate => ApiResource::erase::<PodTemplate>(&()),
-        WorkloadKind::ReplicationController => ApiResource::erase::<ReplicationController>(&()),
-        WorkloadKind::ReplicaSet => ApiResource::erase::<ReplicaSet>(&()),
-        WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
-        WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
-        WorkloadKind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
-        WorkloadKind::Job => ApiResource::erase::<Job>(&()),
-        WorkloadKind::CronJob => ApiResource::erase::<CronJob>(&()),
-    }
 }
 
 fn where_(namespace: Option<&str>) -> String {
@@ -179,6 +165,16 @@ struct Slot {
     index: usize,
 }
 
+/// What the scan carries from page to page.
+struct ScanState<'a> {
+    options: &'a ScanOptions,
+    images: Option<&'a dyn ImageSource>,
+    policies: HashMap<String, NamespacePolicy>,
+    reports: BTreeMap<String, NamespaceReport>,
+    /// Every audited or folded object's UID, to where its finding lives.
+    slots: HashMap<String, Slot>,
+}
+
 /// Audits the cluster `client` talks to.
 pub async fn scan(
     client: &kube::Client,
@@ -186,51 +182,40 @@ pub async fn scan(
     images: Option<&dyn ImageSource>,
     progress: &mut dyn Progress,
 ) -> Result<Report, ScanError> {
-    let Namespaces {
+    let Namespaces { policies, reports } = read_namespaces(client, options).await?;
+    let mut state = ScanState {
+        options,
+        images,
         policies,
-        mut reports,
-    } = read_namespaces(client, options).await?;
-    let mut slots: HashMap<String, Slot> = HashMap::new();
-    let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
-        vec![None]
-    } else {
-        options.namespaces.iter().cloned().map(Some).collect()
+        reports,
+        slots: HashMap::new(),
     };
     for kind in WorkloadKind::OWNERS_FIRST {
-        let resource = resource(kind);
-        let mut listed: u64 = 0;
-        for scope in &scopes {
-            let api: Api<DynamicObject> = match scope {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-                None => Api::all_with(client.clone(), &resource),
-            };
-            let mut params = ListParams::default().limit(options.page_size);
-            if let Some(selector) = &options.label_selector {
-                params = params.labels(selector);
+        // Typed lists: a page of typed objects takes a fraction of the memory of the same page
+        // as JSON values, and each object becomes JSON only while it is classified.
+        match kind {
+            WorkloadKind::Pod => scan_kind::<Pod>(client, kind, &mut state, progress).await?,
+            WorkloadKind::PodTemplate => {
+                scan_kind::<PodTemplate>(client, kind, &mut state, progress).await?;
             }
-            loop {
-                let list = page(&api, &params, || {
-                    format!("list {} {}", resource.plural, where_(scope.as_deref()))
-                })
-                .await?;
-                let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
-                listed += list.items.len() as u64;
-                for item in list.items {
-                    audit_item(
-                        kind,
-                        item,
-                        options,
-                        images,
-                        &policies,
-                        &mut reports,
-                        &mut slots,
-                    )?;
-                }
-                progress.page(kind, listed);
-                match next {
-                    Some(token) => params = params.continue_token(&token),
-                    None => break,
-                }
+            WorkloadKind::ReplicationController => {
+                scan_kind::<ReplicationController>(client, kind, &mut state, progress).await?;
+            }
+            WorkloadKind::ReplicaSet => {
+                scan_kind::<ReplicaSet>(client, kind, &mut state, progress).await?;
+            }
+            WorkloadKind::Deployment => {
+                scan_kind::<Deployment>(client, kind, &mut state, progress).await?;
+            }
+            WorkloadKind::StatefulSet => {
+                scan_kind::<StatefulSet>(client, kind, &mut state, progress).await?;
+            }
+            WorkloadKind::DaemonSet => {
+                scan_kind::<DaemonSet>(client, kind, &mut state, progress).await?;
+            }
+            WorkloadKind::Job => scan_kind::<Job>(client, kind, &mut state, progress).await?,
+            WorkloadKind::CronJob => {
+                scan_kind::<CronJob>(client, kind, &mut state, progress).await?;
             }
         }
     }
@@ -244,76 +229,138 @@ pub async fn scan(
     Ok(Report::new(
         options.started_at_seconds,
         scope,
-        reports.into_values().collect(),
+        state.reports.into_values().collect(),
     ))
 }
 
-fn audit_item(
+/// Lists every `K` in scope, page by page, and audits each.
+async fn scan_kind<K>(
+    client: &kube::Client,
     kind: WorkloadKind,
-    item: DynamicObject,
-    options: &ScanOptions,
-    images: Option<&dyn ImageSource>,
-    policies: &HashMap<String, NamespacePolicy>,
-    reports: &mut BTreeMap<String, NamespaceReport>,
-    slots: &mut HashMap<String, Slot>,
-) -> Result<(), ScanError> {
-    let meta = &item.metadata;
-    let (Some(namespace), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
-        return Ok(());
+    state: &mut ScanState<'_>,
+    progress: &mut dyn Progress,
+) -> Result<(), ScanError>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let options = state.options;
+    let scopes: Vec<Option<&str>> = if options.namespaces.is_empty() {
+        vec![None]
+    } else {
+        options
+            .namespaces
+            .iter()
+            .map(|n| Some(n.as_str()))
+            .collect()
     };
-    let uid = meta.uid.clone().unwrap_or_default();
-    let controller = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.clone());
-    // Controlled by an audited object: the controller's template decides what its Pods will
-    // look like when they are next created, so the object is reported once, with it.
-    if let Some(slot) = controller.and_then(|owner| slots.get(&owner).cloned()) {
-        if let Some(owner) = reports
-            .get_mut(&slot.namespace)
-            .and_then(|r| r.objects.get_mut(slot.index))
-        {
-            *owner.owned.entry(kind.as_str()).or_default() += 1;
+    let mut listed: u64 = 0;
+    for scope in scopes {
+        let api: Api<K> = match scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let mut params = ListParams::default().limit(options.page_size);
+        if let Some(selector) = &options.label_selector {
+            params = params.labels(selector);
         }
-        slots.insert(uid, slot);
-        return Ok(());
+        loop {
+            let list = page(&api, &params, || {
+                format!("list {} {}", K::plural(&()), where_(scope))
+            })
+            .await?;
+            let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+            listed += list.items.len() as u64;
+            for mut item in list.items {
+                // Often the largest part of an object, and never read.
+                item.meta_mut().managed_fields = None;
+                let meta = item.meta().clone();
+                let mut object =
+                    serde_json::to_value(&item).map_err(|source| ScanError::Object {
+                        what: format!(
+                            "{} {}",
+                            kind.as_str(),
+                            meta.name.clone().unwrap_or_default()
+                        ),
+                        source,
+                    })?;
+                drop(item);
+                if let Some(fields) = object.as_object_mut() {
+                    fields.remove("status");
+                }
+                state.audit(kind, &meta, &object);
+            }
+            progress.page(kind, listed);
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
     }
-    let Some(report) = reports.get_mut(&namespace) else {
-        // A namespace created after the namespaces were read, or outside the scope.
-        return Ok(());
-    };
-    let object = serde_json::to_value(&item).map_err(|source| ScanError::Object {
-        what: format!("{} {namespace}/{name}", kind.as_str()),
-        source,
-    })?;
-    let Some(policy) = policies.get(&namespace) else {
-        return Ok(());
-    };
-    let catalog = images.and_then(|source| kind.pod_spec_of(&object).map(|s| source.catalog(s)));
-    let finding = classify(
-        kind,
-        &object,
-        &namespace,
-        policy,
-        &options.settings,
-        catalog,
-    );
-    report.objects.push(AuditedObject {
-        api_version: kind.api_version(),
-        kind,
-        name,
-        uid: uid.clone(),
-        owned: BTreeMap::new(),
-        finding,
-    });
-    slots.insert(
-        uid,
-        Slot {
-            namespace,
-            index: report.objects.len() - 1,
-        },
-    );
     Ok(())
+}
+
+impl ScanState<'_> {
+    /// Classifies one object, or folds it into the audited object that controls it.
+    fn audit(&mut self, kind: WorkloadKind, meta: &ObjectMeta, object: &Value) {
+        let (Some(namespace), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
+            return;
+        };
+        let uid = meta.uid.clone().unwrap_or_default();
+        let controller = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid.clone());
+        // Controlled by an audited object: the controller's template decides what its Pods will
+        // look like when they are next created, so the object is reported once, with it.
+        if let Some(slot) = controller.and_then(|owner| self.slots.get(&owner).cloned()) {
+            if let Some(owner) = self
+                .reports
+                .get_mut(&slot.namespace)
+                .and_then(|r| r.objects.get_mut(slot.index))
+            {
+                *owner.owned.entry(kind.as_str()).or_default() += 1;
+            }
+            self.slots.insert(uid, slot);
+            return;
+        }
+        // A namespace created after the namespaces were read, or outside the scope.
+        let (Some(report), Some(policy)) = (
+            self.reports.get_mut(&namespace),
+            self.policies.get(&namespace),
+        ) else {
+            return;
+        };
+        let catalog = self
+            .images
+            .and_then(|source| kind.pod_spec_of(object).map(|s| source.catalog(s)));
+        let finding = classify(
+            kind,
+            object,
+            &namespace,
+            policy,
+            &self.options.settings,
+            catalog,
+        );
+        report.objects.push(AuditedObject {
+            api_version: kind.api_version(),
+            kind,
+            name,
+            uid: uid.clone(),
+            owned: BTreeMap::new(),
+            finding,
+        });
+        self.slots.insert(
+            uid,
+            Slot {
+                namespace,
+                index: report.objects.len() - 1,
+            },
+        );
+    }
 }
