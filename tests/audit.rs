@@ -634,6 +634,31 @@ fn audit_fails_clearly_and_never_gives_a_partial_report() {
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let full_objects = report["summary"]["objects"].as_u64().unwrap();
     assert!(full_objects > 20, "{full_objects}");
+    // The webhook's config file: its exemptions (and defaults) are the audit's.
+    let config = dir.path().join("config.yaml");
+    fs::write(&config, "exemptions:\n  namespaces: [audit-errors]\n").unwrap();
+    let o = audit(
+        control_plane.kubeconfig_path(),
+        &[
+            "-n",
+            "audit-errors",
+            "--config",
+            config.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let exempt: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(exempt["summary"]["exempt"], exempt["summary"]["objects"]);
+    assert!(exempt["summary"]["objects"].as_u64().unwrap() > 20);
+    fs::write(&config, "defaultPolicy:\n  enforce: strict\n").unwrap();
+    let o = audit(
+        control_plane.kubeconfig_path(),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_no_report(&o, "defaultPolicy.enforce");
+
     // --apply needs the other role: a clear refusal, after the report was computed.
     let o = audit(&auditor, &["--apply"]);
     assert_eq!(o.status.code(), Some(2));
