@@ -2,10 +2,10 @@
 //! workloads already in a cluster, object by object: compliant as it is, compliant after
 //! hardening, still denied (and why hardening cannot fix it), and at risk at run time.
 //!
-//! - [`classify`]: one object at its namespace's policy (pure, the webhook's own core).
+//! - [`mod@classify`]: one object at its namespace's policy (pure, the webhook's own core).
 //! - [`report`]: the findings per namespace and in total; the table and the JSON document (pure).
 //! - [`policy_report`]: the same as `wgpolicyk8s.io` PolicyReports (pure).
-//! - [`scan`]: reads the cluster page by page and classifies what it reads.
+//! - [`mod@scan`]: reads the cluster page by page and classifies what it reads.
 //! - [`publish`]: `--apply`, the reports written with server-side apply.
 
 pub mod classify;

@@ -1,7 +1,7 @@
 //! The cluster side of an audit: reads namespaces and every object that carries a pod spec,
 //! page by page (`limit`/`continue`, so memory is bounded by the page size plus one small
 //! finding per object), folds each object into the audited workload that controls it, and
-//! classifies the rest ([`super::classify`]). Any failed list fails the whole scan: a report is
+//! classifies the rest ([`mod@super::classify`]). Any failed list fails the whole scan: a report is
 //! complete or is not given.
 
 use std::collections::{BTreeMap, HashMap};
