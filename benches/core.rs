@@ -142,8 +142,9 @@ fn bench_image_lookups(c: &mut Criterion) {
                 let Ok(req) = admission::decode(black_box(&body)) else {
                     panic!("review decodes")
                 };
-                let spec = &req.object.as_ref().expect("an object")["spec"];
-                let (images, platform) = pod_images(spec, &platform);
+                // As the server reads a typed Pod's spec for lookups.
+                let object = req.object.as_ref().expect("an object").to_json();
+                let (images, platform) = pod_images(&object["spec"], &platform);
                 let catalog = runtime.block_on(lookups.catalog(&images, &platform));
                 admission::mutate::mutate_with_images(&req, &policy, &admission_settings, Some(catalog))
                     .response

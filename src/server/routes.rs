@@ -363,8 +363,10 @@ async fn image_catalog(
     {
         return None;
     }
-    let object = req.object.as_ref()?;
-    let spec = kind.pod_spec_of(object)?;
+    // A typed Pod's spec in JSON form: lookups are off by default, and where they are on, a
+    // registry round trip dwarfs serializing one spec.
+    let object = req.object.as_ref()?.to_json();
+    let spec = kind.pod_spec_of(&object)?;
     let (images, platform) =
         crate::registry::pod_images(spec, &lookups.settings().default_platform);
     if images.is_empty() {
