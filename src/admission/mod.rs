@@ -6,8 +6,10 @@
 //! - [`validate`]: `/validate`, Pod Security Admission's decisions plus what pod-hardener could
 //!   not fix and why.
 //! - [`explain`]: the "could not fix" part of messages.
+//! - [`match_conditions`]: when the API server need not call `/mutate`.
 
 pub mod explain;
+pub mod match_conditions;
 pub mod mutate;
 pub mod object;
 pub mod review;
