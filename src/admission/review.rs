@@ -157,7 +157,7 @@ pub struct AdmissionRequest {
     pub user_info: UserInfo,
     /// The new object (absent on DELETE), without the container fields no check reads
     /// (`object::SKIPPED_CONTAINER_FIELDS`). Derived decoding reads it as lean JSON; the fast
-    /// way ([`super::typed`]) reads a Pod create's into typed parts.
+    /// way (`admission::typed`) reads a Pod create's into typed parts.
     #[serde(default, deserialize_with = "lean_object")]
     pub object: Option<ReviewObject>,
     /// The old object (UPDATE, DELETE), read the same way, as JSON.
@@ -199,7 +199,7 @@ pub(crate) fn is_pod_create(
 /// The reviewed object, as decoding read it.
 #[derive(Debug, Clone)]
 pub enum ReviewObject {
-    /// A Pod being created, read straight into its typed parts (see [`super::typed`]).
+    /// A Pod being created, read straight into its typed parts (see `admission::typed`).
     Pod(Box<TypedPod>),
     /// Any other object (and a Pod create that did not read typed), as lean JSON (see
     /// [`super::object`]).
