@@ -99,7 +99,7 @@ fn bench_review(c: &mut Criterion) {
 /// pod's images, and `/mutate` deciding with it; and the memory of a cached image.
 fn bench_image_lookups(c: &mut Criterion) {
     use pod_hardener::harden::images::{ImageFacts, ImageLookup};
-    use pod_hardener::registry::{ImageLookupConfig, ImageLookups, pod_images};
+    use pod_hardener::registry::{ImageLookupConfig, ImageLookups, pod_images, spec_images};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -142,8 +142,10 @@ fn bench_image_lookups(c: &mut Criterion) {
                 let Ok(req) = admission::decode(black_box(&body)) else {
                     panic!("review decodes")
                 };
-                let spec = &req.object.as_ref().expect("an object")["spec"];
-                let (images, platform) = pod_images(spec, &platform);
+                let Some(admission::ReviewObject::Pod(pod)) = req.object.as_ref() else {
+                    panic!("a Pod create reads typed")
+                };
+                let (images, platform) = spec_images(&pod.parts.spec, &platform);
                 let catalog = runtime.block_on(lookups.catalog(&images, &platform));
                 admission::mutate::mutate_with_images(&req, &policy, &admission_settings, Some(catalog))
                     .response

@@ -182,6 +182,39 @@ pub struct PodParts {
     pub spec: PodSpec,
 }
 
+/// A Pod read straight into its typed parts (the webhook's decoding of a Pod create), with what
+/// the patch builder must know of the JSON it came from that the parts do not say.
+#[derive(Debug, Clone, Default)]
+pub struct TypedPod {
+    /// The pod's metadata (empty when absent) and spec.
+    pub parts: PodParts,
+    /// Whether the object had a (non-null) `metadata`: without one, the record's annotation is
+    /// added with a new `metadata` object.
+    pub has_metadata: bool,
+}
+
+impl TypedPod {
+    /// The pod in JSON form as far as its parts go: its `metadata` (when it had one) and `spec`.
+    pub fn to_json(&self) -> Value {
+        parts_json(&self.parts, self.has_metadata)
+    }
+}
+
+/// Pod parts in JSON form: `metadata` (when `has_metadata`) and `spec`.
+pub(crate) fn parts_json(parts: &PodParts, has_metadata: bool) -> Value {
+    // Serializing k8s-openapi's types cannot fail.
+    let json = |part: Result<Value, serde_json::Error>| part.unwrap_or(Value::Null);
+    let mut object = serde_json::Map::new();
+    if has_metadata {
+        object.insert(
+            "metadata".into(),
+            json(serde_json::to_value(&parts.metadata)),
+        );
+    }
+    object.insert("spec".into(), json(serde_json::to_value(&parts.spec)));
+    Value::Object(object)
+}
+
 fn pointer_string(tokens: &[&str]) -> String {
     tokens.iter().map(|t| format!("/{t}")).collect()
 }

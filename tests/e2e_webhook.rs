@@ -20,6 +20,8 @@
 
 mod common;
 
+include!("support/shared_data.rs");
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -836,6 +838,134 @@ async fn s11_dry_run_creates_are_hardened_identically() {
     }
     assert_eq!(dry.warnings, real.warnings);
     eprintln!("s11 done in {:.1?}", setup.elapsed());
+}
+
+/// 12. The mutating webhook's `matchConditions` (manifests/base/webhooks.yaml): the API server
+///     does not call `/mutate` for a Pod that already carries every control and the record, does
+///     call it for an unhardened one, and skips none that hardening would change. Every v1.37 PSA
+///     fixture is dry-run created as it is and as hardened offline (fill and override mode); for
+///     each create the API server did not send to `/mutate` (pod-hardener's request counter did
+///     not move), hardening the object the API server answered with gives an empty patch at
+///     either level and in either mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn s12_already_hardened_pods_are_not_sent_to_mutate() {
+    use pod_hardener::harden::{Hardener, HardeningSettings, Mode, Profile, Scope};
+    use pod_hardener::pss::Level;
+    use pod_hardener::workload::WorkloadKind;
+
+    let setup = Setup::start(json!({})).await;
+    setup.namespace("cel", &[]).await;
+    let mutate_calls = || async {
+        let metrics = setup.hardener.metrics().await;
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(r#"pod_hardener_admission_requests_total{endpoint="mutate""#))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // (created object, whether /mutate was called)
+    let create = |pod: Value| {
+        let setup = &setup;
+        async move {
+            let before = mutate_calls().await;
+            let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+            let created = match raw_create(&setup.client, "cel", &typed, true).await {
+                RawResult::Ok(created) => created.object,
+                RawResult::Err(..) => pod,
+            };
+            let called = mutate_calls().await > before;
+            (created, called)
+        }
+    };
+    let harden_offline = |pod: &Value, level: Level, mode: Mode| {
+        let settings = HardeningSettings {
+            mode,
+            ..HardeningSettings::default()
+        };
+        let hardener = Hardener::new(Profile::for_level(level, &settings));
+        let hardening = hardener
+            .harden(WorkloadKind::Pod, pod, Scope::Create)
+            .unwrap();
+        (
+            hardening.hardened_object().unwrap(),
+            hardening.patch.0.len(),
+        )
+    };
+
+    // An unhardened Pod is sent and hardened; the same Pod as hardened is not sent again.
+    let bare = to_value(&pod(
+        "bare",
+        json!({"containers": [{"name": "app", "image": IMAGE}]}),
+    ));
+    let (hardened, called) = create(bare).await;
+    assert!(called, "an unhardened Pod goes to /mutate");
+    assert!(record(&hardened).is_some(), "{hardened}");
+    let again = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "again", "annotations": hardened["metadata"]["annotations"]},
+        "spec": hardened["spec"]});
+    let (created, called) = create(again.clone()).await;
+    assert!(!called, "an already hardened Pod is not sent to /mutate");
+    assert_eq!(created["spec"], hardened["spec"]);
+
+    let root = psa_fixtures_dir();
+    let (mut sent, mut skipped) = (0, 0);
+    for level in ["baseline", "restricted"] {
+        for outcome in ["pass", "fail"] {
+            let dir = root.join(level).join("v1.37").join(outcome);
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            for path in files {
+                let fixture: Value =
+                    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let mut variants = vec![("as is", fixture.clone())];
+                for mode in [Mode::Fill, Mode::Override] {
+                    let (hardened, _) = harden_offline(&fixture, Level::Restricted, mode);
+                    variants.push((
+                        if mode == Mode::Fill {
+                            "fill"
+                        } else {
+                            "override"
+                        },
+                        hardened,
+                    ));
+                }
+                for (i, (variant, mut pod)) in variants.into_iter().enumerate() {
+                    let name = format!(
+                        "{level}-{outcome}-{i}-{}",
+                        path.file_stem().unwrap().to_string_lossy()
+                    )
+                    .replace('_', "-")
+                    .to_lowercase();
+                    pod["metadata"]["name"] = json!(name);
+                    let (created, called) = create(pod).await;
+                    if called {
+                        sent += 1;
+                        continue;
+                    }
+                    skipped += 1;
+                    for level in [Level::Restricted, Level::Baseline] {
+                        for mode in [Mode::Fill, Mode::Override] {
+                            let (_, changes) = harden_offline(&created, level, mode);
+                            assert_eq!(
+                                changes,
+                                0,
+                                "{} ({variant}) was not sent to /mutate, yet hardening at {level:?} in {mode:?} mode changes it: {created}",
+                                path.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "s12: {sent} creates sent to /mutate, {skipped} not, in {:.1?}",
+        setup.elapsed()
+    );
+    assert!(skipped > 0 && sent > 0, "{sent} sent, {skipped} skipped");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -207,6 +207,37 @@ fn mutating_webhook_fails_open_and_only_touches_creates() {
     );
 }
 
+/// The API server skips `/mutate` only under the `matchConditions` generated from the control
+/// table for the shipped configuration (`admission::match_conditions`); the validating webhook
+/// has none, so every Pod is still judged. On a mismatch the message is the YAML to ship.
+#[test]
+fn mutating_webhook_is_skipped_only_where_the_shipped_config_changes_nothing() {
+    use pod_hardener::admission::match_conditions::mutate_match_conditions;
+    use pod_hardener::config::ConfigFile;
+    let objects = base_objects();
+    let config_map = one(&objects, "ConfigMap");
+    let config = ConfigFile::parse(config_map["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    let expected = mutate_match_conditions(&config.hardening, &config.exemptions);
+    let hook = webhook(&objects, "MutatingWebhookConfiguration");
+    let mut yaml = String::from("    matchConditions:\n");
+    for c in &expected {
+        yaml.push_str(&format!(
+            "      - name: {}\n        expression: |-\n",
+            c.name
+        ));
+        for line in c.expression.lines() {
+            yaml.push_str(&format!("          {line}\n"));
+        }
+    }
+    assert_eq!(
+        hook["matchConditions"],
+        serde_json::to_value(&expected).unwrap(),
+        "manifests/base/webhooks.yaml should have:\n{yaml}"
+    );
+    let validating = webhook(&objects, "ValidatingWebhookConfiguration");
+    assert_eq!(validating.get("matchConditions"), None);
+}
+
 #[test]
 fn validating_webhook_covers_pods_and_workloads() {
     let objects = base_objects();

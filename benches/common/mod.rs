@@ -10,7 +10,8 @@ pub const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 /// The example review the README's quick start sends.
 const EXAMPLE_REVIEW: &str = include_str!("../../examples/admission-review.json");
 
-/// The example review's envelope around `object`, with the harness's uid.
+/// The example review's envelope around `object`, with the harness's uid, its fields in the
+/// order the API server writes them.
 pub fn review_around(object: Value) -> Vec<u8> {
     let mut review: Value = serde_json::from_str(EXAMPLE_REVIEW).expect("the example parses");
     let request = review["request"]
@@ -19,7 +20,7 @@ pub fn review_around(object: Value) -> Vec<u8> {
     request.insert("uid".into(), json!(UID));
     request.insert("name".into(), object["metadata"]["name"].clone());
     request.insert("object".into(), object);
-    serde_json::to_vec(&review).expect("serializes")
+    pod_hardener::admission::review::review_in_wire_order(request)
 }
 
 /// A typical chart's pod as the API server hands it to admission after defaulting: an app, a

@@ -13,11 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let settings = AdmissionSettings::default();
     let mutated = admission::mutate::mutate(&req, &policy, &settings);
     assert_eq!(mutated.response.uid, req.uid);
-    if let (Some(patch), Some(object)) = (&mutated.response.patch, &req.object) {
+    if let (Some(patch), Some(_)) = (&mutated.response.patch, &req.object) {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD.decode(patch).expect("patch is base64");
         let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("patch is JSON Patch");
-        let mut out = object.clone();
+        // The object as sent, whether decoding read it typed or as lean JSON.
+        let review: serde_json::Value = serde_json::from_slice(data).expect("a decoded review is JSON");
+        let mut out = review["request"]["object"].clone();
         json_patch::patch(&mut out, &patch.0).expect("the patch applies to its object");
     }
     let validated = admission::validate::validate(&req, &policy, &settings);

@@ -1,16 +1,19 @@
 //! AdmissionReview in, AdmissionReview out: the webhook's decisions, pure apart from the
 //! namespace policy the caller looks up first.
 //!
-//! - [`review`]: the wire format (decode, encode).
+//! - [`review`]: the wire format (decode, encode); [`object`] and `typed` read the object.
 //! - [`mutate`]: `/mutate`, hardening Pods on CREATE and new ephemeral containers.
 //! - [`validate`]: `/validate`, Pod Security Admission's decisions plus what pod-hardener could
 //!   not fix and why.
 //! - [`explain`]: the "could not fix" part of messages.
+//! - [`match_conditions`]: when the API server need not call `/mutate`.
 
 pub mod explain;
+pub mod match_conditions;
 pub mod mutate;
 pub mod object;
 pub mod review;
+mod typed;
 pub mod validate;
 
 use std::collections::BTreeSet;
@@ -18,7 +21,9 @@ use std::collections::BTreeSet;
 use crate::harden::{Control, HardeningSettings};
 use crate::pss::CheckId;
 
-pub use review::{AdmissionRequest, AdmissionResponse, DecodeError, Operation, decode};
+pub use review::{
+    AdmissionRequest, AdmissionResponse, DecodeError, Operation, ReviewObject, decode,
+};
 
 /// Who and what is exempt from Pod Security, as in PSA's `PodSecurityConfiguration.exemptions`.
 /// Exempt requests are neither hardened nor checked.

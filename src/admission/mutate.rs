@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
+use super::{
+    AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome,
+    ReviewObject,
+};
 use crate::harden::{self, Control, Hardener, Hardening, ImageCatalog, Profile, Scope};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss;
@@ -61,7 +64,11 @@ pub fn mutate_with_images(
     if let Some(images) = images {
         hardener = hardener.with_images(images);
     }
-    let hardening = match hardener.harden(WorkloadKind::Pod, object, scope) {
+    let hardened = match object {
+        ReviewObject::Pod(pod) => Ok(hardener.harden_pod(pod, scope)),
+        ReviewObject::Json(object) => hardener.harden(WorkloadKind::Pod, object, scope),
+    };
+    let hardening = match hardened {
         Ok(hardening) => hardening,
         Err(e) => return Outcome::invalid(AdmissionResponse::bad_request(&req.uid, e.to_string())),
     };

@@ -7,7 +7,10 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::explain::could_not_fix;
-use super::{AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome};
+use super::{
+    AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome,
+    ReviewObject,
+};
 use crate::harden::{self, Hardener, ImageCatalog, Profile, Scope, record::Record};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss::{self, Level, LevelVersion, Violation};
@@ -116,16 +119,21 @@ fn validate_pod(
             "the request has no object".into(),
         ));
     };
-    let parts = match workload::extract(WorkloadKind::Pod, object) {
-        Ok(p) => p,
-        Err(e) => {
-            return Outcome::invalid(AdmissionResponse::bad_request(
-                &req.uid,
-                format!("failed to decode pod: {e}"),
-            ));
-        }
+    let (parts, json) = match object {
+        ReviewObject::Pod(pod) => (Cow::Borrowed(&pod.parts), None),
+        ReviewObject::Json(json) => match workload::extract(WorkloadKind::Pod, json) {
+            Ok(p) => (Cow::Owned(p), Some(json)),
+            Err(e) => {
+                return Outcome::invalid(AdmissionResponse::bad_request(
+                    &req.uid,
+                    format!("failed to decode pod: {e}"),
+                ));
+            }
+        },
     };
-    if req.operation == Operation::Update && !is_significant_update(object, req.old_object.as_ref())
+    // Only creates read typed, so an update's object is JSON here.
+    if req.operation == Operation::Update
+        && json.is_some_and(|new| !is_significant_update(new, req.old_object.as_ref()))
     {
         return Outcome::allowed(&req.uid);
     }
@@ -241,6 +249,9 @@ fn validate_workload(
     let Some(object) = req.object.as_ref() else {
         return Outcome::allowed(&req.uid);
     };
+    // Only Pods read typed: a workload's object is JSON, borrowed.
+    let object = object.to_json();
+    let object = object.as_ref();
     // Workloads are never denied: a template that cannot be read is reported, as PSA does.
     let mut rsp = AdmissionResponse::allow(&req.uid);
     let hardening = if policy.mode == HardenMode::Harden {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::profile::HardeningSettings;
 use crate::pss::CheckId;
 
 /// One hardening control (see the README's control table).
@@ -92,10 +93,109 @@ impl Control {
         )
     }
 
+    /// CEL conditions true when this control can change nothing, in fill or override mode
+    /// alike: over the pod's security context `pod_sc` and over each container's `container_sc`
+    /// (both CEL paths known to exist). The value the control sets, or one it never rewrites;
+    /// an unset field it would fill is never satisfied. For the mutating webhook's
+    /// `matchConditions` (see `admission::match_conditions`).
+    pub fn cel_satisfied(
+        self,
+        settings: &HardeningSettings,
+        pod_sc: &str,
+        container_sc: &str,
+    ) -> CelConditions {
+        let (p, c) = (pod_sc, container_sc);
+        let kept: Vec<String> = KEPT_SECCOMP_TYPES
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect();
+        let kept = format!("[{}]", kept.join(", "));
+        let (pod, container): (Vec<String>, Vec<String>) = match self {
+            Control::RunAsNonRoot => (
+                vec![format!("has({p}.runAsNonRoot) && {p}.runAsNonRoot == true")],
+                vec![format!(
+                    "(!has({c}.runAsNonRoot) || {c}.runAsNonRoot == true)"
+                )],
+            ),
+            Control::SeccompProfile => (
+                vec![format!(
+                    "has({p}.seccompProfile) && {p}.seccompProfile.type in {kept}"
+                )],
+                vec![format!(
+                    "(!has({c}.seccompProfile) || {c}.seccompProfile.type in {kept})"
+                )],
+            ),
+            // An explicit root UID is rewritten in override mode, configured or not.
+            Control::RunAsUser => (
+                vec![if settings.run_as_user.is_some() {
+                    format!("has({p}.runAsUser) && {p}.runAsUser != 0")
+                } else {
+                    format!("(!has({p}.runAsUser) || {p}.runAsUser != 0)")
+                }],
+                vec![format!("(!has({c}.runAsUser) || {c}.runAsUser != 0)")],
+            ),
+            Control::RunAsGroup => (
+                settings
+                    .run_as_group
+                    .map(|_| format!("has({p}.runAsGroup)"))
+                    .into_iter()
+                    .collect(),
+                vec![],
+            ),
+            Control::FsGroup => (
+                settings
+                    .fs_group
+                    .map(|_| format!("has({p}.fsGroup)"))
+                    .into_iter()
+                    .collect(),
+                vec![],
+            ),
+            Control::AllowPrivilegeEscalation => (
+                vec![],
+                vec![format!(
+                    "has({c}.allowPrivilegeEscalation) && {c}.allowPrivilegeEscalation == false"
+                )],
+            ),
+            // Only NET_BIND_SERVICE is kept in `add` in override mode.
+            Control::Capabilities => (
+                vec![],
+                vec![format!(
+                    "has({c}.capabilities) && has({c}.capabilities.drop) && 'ALL' in {c}.capabilities.drop \
+                     && (!has({c}.capabilities.add) || {c}.capabilities.add.all(a, a == 'NET_BIND_SERVICE'))"
+                )],
+            ),
+            Control::ProcMount => (
+                vec![],
+                vec![format!(
+                    "(!has({c}.procMount) || {c}.procMount == 'Default')"
+                )],
+            ),
+            // An explicit false is the escape hatch, never rewritten.
+            Control::ReadOnlyRootFilesystem => {
+                (vec![], vec![format!("has({c}.readOnlyRootFilesystem)")])
+            }
+            // Added only beside a readOnlyRootFilesystem this plan fills.
+            Control::TmpVolume => (vec![], vec![]),
+        };
+        CelConditions { pod, container }
+    }
+
     /// Whether the field is valid on a Windows pod (`spec.os.name: windows`).
     pub fn applies_to_windows(self) -> bool {
         self == Control::RunAsNonRoot
     }
+}
+
+/// The seccomp profile types the planner keeps (any other is rewritten in override mode).
+pub(crate) const KEPT_SECCOMP_TYPES: [&str; 2] = ["RuntimeDefault", "Localhost"];
+
+/// What [`Control::cel_satisfied`] asks of a Pod, as CEL conditions that must all hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CelConditions {
+    /// Over the pod's security context.
+    pub pod: Vec<String>,
+    /// Over each container's security context.
+    pub container: Vec<String>,
 }
 
 impl fmt::Display for Control {

@@ -17,7 +17,7 @@ use super::planner::{self, Scope};
 use super::profile::Profile;
 use super::record::{RECORD_ANNOTATION, Record};
 use crate::pss::{self, LevelVersion, Violation};
-use crate::workload::{self, ExtractError, PodParts, WorkloadKind};
+use crate::workload::{self, ExtractError, PodParts, TypedPod, WorkloadKind};
 
 /// Why an object could not be hardened.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,25 @@ impl Hardener {
         scope: Scope<'_>,
     ) -> Result<Hardening<'o>, HardenError> {
         let parts = workload::extract(kind, object)?;
+        Ok(self.harden_parts(kind, Cow::Owned(parts), Source::Json(object), scope))
+    }
+
+    /// Plans a Pod read straight into its typed parts (the webhook's Pod creates) within
+    /// `scope`, as [`Hardener::harden`] plans the same Pod in JSON form.
+    pub fn harden_pod<'o>(&self, pod: &'o TypedPod, scope: Scope<'_>) -> Hardening<'o> {
+        let source = Source::Typed {
+            has_metadata: pod.has_metadata,
+        };
+        self.harden_parts(WorkloadKind::Pod, Cow::Borrowed(&pod.parts), source, scope)
+    }
+
+    fn harden_parts<'o>(
+        &self,
+        kind: WorkloadKind,
+        parts: Cow<'o, PodParts>,
+        source: Source<'o>,
+        scope: Scope<'_>,
+    ) -> Hardening<'o> {
         let mut opt_outs = OptOuts::from_annotations(parts.metadata.annotations.as_ref());
         opt_outs.add_pod_wide(self.extra_skips.iter().copied());
         let plan = planner::plan(
@@ -136,24 +155,43 @@ impl Hardener {
                 edit: Edit::Set(Value::String(json.clone())),
             });
         }
-        let patch = patch::build(object, edits);
-        Ok(Hardening {
-            object,
+        let patch = match source {
+            Source::Json(object) => patch::build(object, edits),
+            Source::Typed { has_metadata } => patch::build(
+                &patch::TypedPresence {
+                    parts: &parts,
+                    has_metadata,
+                },
+                edits,
+            ),
+        };
+        Hardening {
+            source,
             kind,
             parts,
             plan,
             record,
             patch,
-        })
+        }
     }
+}
+
+/// What a [`Hardening`] was planned from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'o> {
+    /// An object in JSON form.
+    Json(&'o Value),
+    /// A Pod's typed parts, and whether its JSON had a `metadata`.
+    Typed { has_metadata: bool },
 }
 
 /// One object's hardening: the plan, the record, the patch, and the pod before and after.
 #[derive(Debug, Clone)]
 pub struct Hardening<'o> {
-    object: &'o Value,
+    source: Source<'o>,
     kind: WorkloadKind,
-    parts: PodParts,
+    /// Extracted from a JSON object, or borrowed from a typed Pod.
+    parts: Cow<'o, PodParts>,
     /// What the planner decided.
     pub plan: Plan,
     /// The record and its JSON, when this plan writes one (absent when nothing changed and the
@@ -179,9 +217,13 @@ impl<'o> Hardening<'o> {
         !self.patch.0.is_empty()
     }
 
-    /// The whole object after hardening.
+    /// The whole object after hardening. For a Pod planned from its typed parts, the object is
+    /// those parts in JSON form (its `metadata`, when it had one, and `spec`).
     pub fn hardened_object(&self) -> Result<Value, HardenError> {
-        let mut hardened = self.object.clone();
+        let mut hardened = match self.source {
+            Source::Json(object) => object.clone(),
+            Source::Typed { has_metadata } => workload::parts_json(&self.parts, has_metadata),
+        };
         json_patch::patch(&mut hardened, &self.patch.0).map_err(|e| {
             HardenError::PatchDidNotApply {
                 kind: self.kind,
@@ -195,7 +237,7 @@ impl<'o> Hardening<'o> {
     /// applied, read again. A patch that does not apply is reported, never papered over.
     pub fn hardened_parts(&self) -> Result<Cow<'_, PodParts>, HardenError> {
         if !self.changes_object() {
-            return Ok(Cow::Borrowed(&self.parts));
+            return Ok(Cow::Borrowed(self.parts.as_ref()));
         }
         Ok(Cow::Owned(self.hardened_object_and_parts()?.1))
     }

@@ -21,7 +21,7 @@ mod planner;
 pub mod profile;
 pub mod record;
 
-pub use control::Control;
+pub use control::{CelConditions, Control};
 pub use hardener::{HardenError, Hardener, Hardening};
 pub use images::{ImageCatalog, ImageFacts, ImageLookup};
 pub use opt_out::{OptOuts, SKIP_ANNOTATION};

@@ -4,9 +4,141 @@
 
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::plan::Edit;
+use crate::workload::PodParts;
+
+/// What the patch builder must know of the object it patches: which part of a path exists.
+pub(crate) trait Presence {
+    /// The index of the first token of `tokens` whose target is missing (or null), `None` when
+    /// the whole path exists.
+    fn missing_at(&self, tokens: &[&str]) -> Option<usize>;
+}
+
+impl Presence for Value {
+    fn missing_at(&self, tokens: &[&str]) -> Option<usize> {
+        let mut node = self;
+        for (i, t) in tokens.iter().enumerate() {
+            match child(node, t) {
+                Some(next) => node = next,
+                None => return Some(i),
+            }
+        }
+        None
+    }
+}
+
+/// A Pod's typed parts, and whether its JSON had a `metadata` (see [`crate::workload::TypedPod`]).
+pub(crate) struct TypedPresence<'a> {
+    pub(crate) parts: &'a PodParts,
+    pub(crate) has_metadata: bool,
+}
+
+/// Presence read from the typed parts: an optional field is `None` exactly when the JSON had no
+/// value or `null` there, which is what [`child`] calls missing. Below a security context or
+/// other leaf-ward node, where types no longer say it cheaply, the node's own JSON is asked.
+/// The planner edits the spec and the metadata only; any other path is reported missing.
+impl Presence for TypedPresence<'_> {
+    fn missing_at(&self, tokens: &[&str]) -> Option<usize> {
+        let (first, rest) = tokens.split_first()?;
+        let below = match *first {
+            "spec" => spec_missing_at(&self.parts.spec, rest),
+            "metadata" if self.has_metadata => metadata_missing_at(&self.parts.metadata, rest),
+            _ => return Some(0),
+        };
+        below.map(|i| i + 1)
+    }
+}
+
+/// `tokens[0]` names `node`: missing there when it is absent, else asked of its JSON below.
+fn optional_missing_at<T: Serialize>(node: Option<&T>, tokens: &[&str]) -> Option<usize> {
+    let Some(node) = node else { return Some(0) };
+    if tokens.len() == 1 {
+        return None;
+    }
+    json_missing_at(node, &tokens[1..]).map(|i| i + 1)
+}
+
+/// Any path below `node`, asked of its JSON (serializing k8s-openapi's types cannot fail).
+fn json_missing_at<T: Serialize>(node: &T, tokens: &[&str]) -> Option<usize> {
+    serde_json::to_value(node)
+        .unwrap_or(Value::Null)
+        .missing_at(tokens)
+}
+
+/// `tokens[0]` names a list of containers, `tokens[1]` an index into it.
+fn list_missing_at<C>(
+    list: Option<&[C]>,
+    tokens: &[&str],
+    item_missing_at: fn(&C, &[&str]) -> Option<usize>,
+) -> Option<usize> {
+    let Some(list) = list else { return Some(0) };
+    // A path ending at the list: it exists.
+    let index = tokens.get(1)?;
+    let Some(item) = index.parse::<usize>().ok().and_then(|i| list.get(i)) else {
+        return Some(1);
+    };
+    item_missing_at(item, &tokens[2..]).map(|i| i + 2)
+}
+
+fn spec_missing_at(spec: &PodSpec, tokens: &[&str]) -> Option<usize> {
+    match *tokens.first()? {
+        "securityContext" => optional_missing_at(spec.security_context.as_ref(), tokens),
+        "volumes" => optional_missing_at(spec.volumes.as_ref(), tokens),
+        // `containers` is required, so the typed spec reads an absent one as empty: an index into
+        // it is then reported missing at the index. The planner only edits containers that exist.
+        "containers" => list_missing_at(Some(&spec.containers), tokens, container_missing_at),
+        "initContainers" => list_missing_at(
+            spec.init_containers.as_deref(),
+            tokens,
+            container_missing_at,
+        ),
+        "ephemeralContainers" => list_missing_at(
+            spec.ephemeral_containers.as_deref(),
+            tokens,
+            ephemeral_container_missing_at,
+        ),
+        _ => json_missing_at(spec, tokens),
+    }
+}
+
+fn container_missing_at(container: &Container, tokens: &[&str]) -> Option<usize> {
+    match *tokens.first()? {
+        "securityContext" => optional_missing_at(container.security_context.as_ref(), tokens),
+        "volumeMounts" => optional_missing_at(container.volume_mounts.as_ref(), tokens),
+        _ => json_missing_at(container, tokens),
+    }
+}
+
+fn ephemeral_container_missing_at(
+    container: &EphemeralContainer,
+    tokens: &[&str],
+) -> Option<usize> {
+    match *tokens.first()? {
+        "securityContext" => optional_missing_at(container.security_context.as_ref(), tokens),
+        "volumeMounts" => optional_missing_at(container.volume_mounts.as_ref(), tokens),
+        _ => json_missing_at(container, tokens),
+    }
+}
+
+fn metadata_missing_at(metadata: &ObjectMeta, tokens: &[&str]) -> Option<usize> {
+    match *tokens.first()? {
+        // Annotations are strings: nothing lies below one.
+        "annotations" => match (&metadata.annotations, tokens.get(1)) {
+            (None, _) => Some(0),
+            (Some(_), None) => None,
+            (Some(annotations), Some(key)) if annotations.contains_key(*key) => {
+                (tokens.len() > 2).then_some(2)
+            }
+            (Some(_), Some(_)) => Some(1),
+        },
+        _ => json_missing_at(metadata, tokens),
+    }
+}
 
 /// One edit at a full path from the object root.
 #[derive(Debug, Clone)]
@@ -56,10 +188,10 @@ fn pointer(tokens: &[&str]) -> PointerBuf {
 }
 
 /// Builds the patch for `edits` against `object`, moving the edits' values into it.
-pub(crate) fn build(object: &Value, mut edits: Vec<RootedEdit<'_>>) -> Patch {
+pub(crate) fn build(object: &impl Presence, mut edits: Vec<RootedEdit<'_>>) -> Patch {
     // Adds that create a missing parent, keyed by their path, so later edits under the same
     // missing parent merge into them instead of adding beneath a parent that does not exist yet.
-    let mut ops: Vec<PatchOperation> = Vec::new();
+    let mut ops: Vec<PatchOperation> = Vec::with_capacity(edits.len());
     let mut created: std::collections::HashMap<&[&str], usize> = std::collections::HashMap::new();
     for RootedEdit { path, edit } in &mut edits {
         let path: &Vec<&str> = path;
@@ -74,15 +206,7 @@ pub(crate) fn build(object: &Value, mut edits: Vec<RootedEdit<'_>>) -> Patch {
             Edit::Append(v) => (path.as_slice(), v, true),
         };
         // The first token whose target is missing (or null).
-        let mut node = Some(object);
-        let mut missing_at = None;
-        for (i, t) in tokens.iter().enumerate() {
-            node = node.and_then(|n| child(n, t));
-            if node.is_none() {
-                missing_at = Some(i);
-                break;
-            }
-        }
+        let missing_at = object.missing_at(tokens);
         match missing_at {
             None if append => {
                 // "-" needs no escaping: it is the RFC 6901 "past the end" index.

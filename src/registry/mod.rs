@@ -21,42 +21,62 @@ pub use cache::ImageLookups;
 pub use manifest::Platform;
 pub use settings::{ImageLookupConfig, LookupSettings};
 
+use k8s_openapi::api::core::v1::PodSpec;
+use serde::Deserialize as _;
 use serde_json::Value;
+
+/// The images of a pod spec in JSON form: [`spec_images`] of it read typed; none (and `default`)
+/// when it does not read, as hardening will then refuse it anyway.
+pub fn pod_images(spec: &Value, default: &Platform) -> (Vec<String>, Platform) {
+    match PodSpec::deserialize(spec) {
+        Ok(spec) => spec_images(&spec, default),
+        Err(_) => (Vec::new(), default.clone()),
+    }
+}
 
 /// The images of a pod spec (containers, init containers, ephemeral containers: each once, in spec
 /// order) and the platform it will run on: `kubernetes.io/os` and `kubernetes.io/arch` from its
 /// node selector, else from a required node affinity term that pins one value, else `default`.
 /// Windows pods are looked up too (the verdicts skip them, as the kubelet checks names there).
-pub fn pod_images(spec: &Value, default: &Platform) -> (Vec<String>, Platform) {
+pub fn spec_images(spec: &PodSpec, default: &Platform) -> (Vec<String>, Platform) {
     let mut images: Vec<String> = Vec::new();
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
-        for container in spec[list].as_array().into_iter().flatten() {
-            if let Some(image) = container["image"].as_str()
-                && !image.is_empty()
-                && !images.iter().any(|i| i == image)
-            {
-                images.push(image.to_owned());
-            }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    let ephemeral = spec.ephemeral_containers.iter().flatten();
+    let all = containers
+        .map(|c| c.image.as_deref())
+        .chain(ephemeral.map(|c| c.image.as_deref()));
+    for image in all.flatten() {
+        if !image.is_empty() && !images.iter().any(|i| i == image) {
+            images.push(image.to_owned());
         }
     }
     let label = |key: &str| -> Option<String> {
-        if let Some(v) = spec["nodeSelector"][key].as_str() {
-            return Some(v.to_owned());
+        if let Some(v) = spec.node_selector.as_ref().and_then(|s| s.get(key)) {
+            return Some(v.clone());
         }
-        let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            ["nodeSelectorTerms"]
-            .as_array()?;
+        let terms = &spec
+            .affinity
+            .as_ref()?
+            .node_affinity
+            .as_ref()?
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()?
+            .node_selector_terms;
         // Terms are ORed: only a value every term pins is certain.
         let mut pinned: Option<String> = None;
         for term in terms {
-            let value = term["matchExpressions"]
-                .as_array()
-                .into_iter()
+            let value = term
+                .match_expressions
+                .iter()
                 .flatten()
-                .find(|e| e["key"] == key && e["operator"] == "In")
-                .and_then(|e| e["values"].as_array())
+                .find(|e| e.key == key && e.operator == "In")
+                .and_then(|e| e.values.as_deref())
                 .filter(|values| values.len() == 1)
-                .and_then(|values| values[0].as_str())?;
+                .map(|values| values[0].as_str())?;
             match &pinned {
                 Some(p) if p != value => return None,
                 _ => pinned = Some(value.to_owned()),

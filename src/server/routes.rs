@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::budget::{BodyBudget, BodyError};
 use super::metrics::{self, Endpoint, Metrics};
-use crate::admission::{self, AdmissionRequest, AdmissionSettings, Outcome};
+use crate::admission::{self, AdmissionRequest, AdmissionSettings, Outcome, ReviewObject};
 use crate::harden::{Control, ImageCatalog, Profile};
 use crate::namespaces::NamespacePolicies;
 use crate::policy::{HardenMode, NamespacePolicy};
@@ -363,10 +363,13 @@ async fn image_catalog(
     {
         return None;
     }
-    let object = req.object.as_ref()?;
-    let spec = kind.pod_spec_of(object)?;
-    let (images, platform) =
-        crate::registry::pod_images(spec, &lookups.settings().default_platform);
+    let default = &lookups.settings().default_platform;
+    let (images, platform) = match req.object.as_ref()? {
+        ReviewObject::Pod(pod) => crate::registry::spec_images(&pod.parts.spec, default),
+        ReviewObject::Json(object) => {
+            crate::registry::pod_images(kind.pod_spec_of(object)?, default)
+        }
+    };
     if images.is_empty() {
         return None;
     }

@@ -154,7 +154,7 @@ fn container_target(c: &ContainerView<'_>) -> Target {
 }
 
 fn is_valid_seccomp_type(t: &str) -> bool {
-    matches!(t, "RuntimeDefault" | "Localhost")
+    super::control::KEPT_SECCOMP_TYPES.contains(&t)
 }
 
 fn is_runtime_default_annotation(v: &str) -> bool {
