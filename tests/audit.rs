@@ -65,6 +65,25 @@ impl Kubectl<'_> {
         serde_json::from_str(&self.must(args, b"")).unwrap()
     }
 
+    /// The wgpolicyk8s.io PolicyReport CRDs, created and established.
+    fn install_policy_report_crds(&self) {
+        for file in [
+            "wgpolicyk8s.io_policyreports.yaml",
+            "wgpolicyk8s.io_clusterpolicyreports.yaml",
+        ] {
+            let crd = fs::read(crds_dir().join(file)).unwrap();
+            self.must(&["apply", "--server-side", "-f", "-"], &crd);
+            let wait = [
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                "-",
+            ];
+            self.must(&wait, &crd);
+        }
+    }
+
     fn policy_reports(&self, namespace: &str) -> Vec<Value> {
         let list = self.json(&["get", "policyreports", "-n", namespace, "-o", "json"]);
         list["items"].as_array().unwrap().clone()
@@ -184,6 +203,11 @@ fn load(control_plane: &ControlPlane, kubectl: &Kubectl<'_>) {
         kubectl.must(&["create", "-f", "-"], &hand_made(ns));
         kubectl.must(&["create", "-f", "-"], &job_of(kubectl, ns));
     }
+    // A namespace the shipped webhook configurations leave out.
+    rt.block_on(control_plane.wait_for_default_service_account(&client, "kube-public"));
+    let outside = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged", "namespace": "kube-public"},
+        "spec": {"containers": [{"name": "app", "image": "registry.test/app:1", "securityContext": {"privileged": true}}]}});
+    kubectl.must(&["create", "-f", "-"], outside.to_string().as_bytes());
     // Labelled last, as an operator would: the Pods already exist (PSA only warns).
     for (ns, level) in NAMESPACES {
         if let Some(level) = level {
@@ -315,25 +339,55 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
                 );
             }
         }
-        // Everything stored is audited or folded into the controller that is.
+        // Everything stored is audited, or folded into a controller whose chain of controllers
+        // reaches an audited object.
+        let controller_of = |o: &Value| -> Option<String> {
+            o["metadata"]["ownerReferences"]
+                .as_array()?
+                .iter()
+                .find(|r| r["controller"] == true)
+                .and_then(|r| r["uid"].as_str())
+                .map(str::to_owned)
+        };
         for o in items {
-            let uid = o["metadata"]["uid"].as_str().unwrap();
-            if audited_uids.contains(uid) {
-                continue;
-            }
-            let controller = o["metadata"]["ownerReferences"]
-                .as_array()
-                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
-                .unwrap_or_else(|| {
+            let mut uid = o["metadata"]["uid"].as_str().unwrap().to_owned();
+            for _ in 0..4 {
+                if audited_uids.contains(uid.as_str()) {
+                    break;
+                }
+                uid = controller_of(uid_of[uid.as_str()]).unwrap_or_else(|| {
                     panic!(
-                        "{ns}: {} {} is neither audited nor controlled",
+                        "{ns}: {} {} is neither audited nor folded into an audited controller",
                         o["kind"], o["metadata"]["name"]
                     )
                 });
+                assert!(
+                    uid_of.contains_key(uid.as_str()),
+                    "{ns}: controller {uid} not stored"
+                );
+            }
             assert!(
-                uid_of.contains_key(controller["uid"].as_str().unwrap()),
-                "{ns}: owner of {} not stored",
+                audited_uids.contains(uid.as_str()),
+                "{ns}: {}",
                 o["metadata"]["name"]
+            );
+        }
+        // One reported apart from its controller fares worse than the controller's template.
+        let rank = |class: &str| {
+            ["exempt", "compliant", "hardened", "denied"]
+                .iter()
+                .position(|c| *c == class)
+        };
+        for o in audited.iter().filter(|o| o.get("controlledBy").is_some()) {
+            let stored = uid_of[o["uid"].as_str().unwrap()];
+            let controller = controller_of(stored).unwrap();
+            let controller = audited
+                .iter()
+                .find(|c| c["uid"] == controller.as_str())
+                .unwrap();
+            assert!(
+                rank(o["class"].as_str().unwrap()) > rank(controller["class"].as_str().unwrap()),
+                "{o:#}"
             );
         }
         let cronjob = audited
@@ -355,6 +409,8 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
             .all(|c| classes_seen.contains(*c)),
         "the corpus exercises every class: {classes_seen:?}"
     );
+    let excluded = namespace(&report, "kube-public");
+    assert_eq!(excluded["summary"]["exempt"], 1, "{excluded:#}");
     let privileged = namespace(&report, "audit-privileged");
     assert_eq!(
         privileged["summary"]["compliant"],
@@ -433,23 +489,7 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
     );
 
     // PolicyReports: printed ones validate against the real CRDs, applied ones are updated.
-    for file in [
-        "wgpolicyk8s.io_policyreports.yaml",
-        "wgpolicyk8s.io_clusterpolicyreports.yaml",
-    ] {
-        let crd = fs::read(crds_dir().join(file)).unwrap();
-        kubectl.must(&["apply", "--server-side", "-f", "-"], &crd);
-        kubectl.must(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "-f",
-                "-",
-            ],
-            &crd,
-        );
-    }
+    kubectl.install_policy_report_crds();
     let o = audit(kubeconfig, &["-o", "policyreport"]);
     assert_eq!(o.status.code(), Some(1));
     kubectl.must(&["create", "--dry-run=server", "-f", "-"], &o.stdout);
@@ -506,6 +546,23 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
         second[0]["results"].as_array().unwrap().len(),
         results.len() - 1
     );
+    // The scoped run kept the other namespaces' results in the ClusterPolicyReport.
+    let cluster = kubectl.json(&["get", "clusterpolicyreport", "pod-hardener", "-o", "json"]);
+    let after: BTreeSet<&str> = cluster["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resources"][0]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(after, namespaces_in_cluster_report, "{cluster:#}");
+
+    // A hypothetical level or a subset of objects would overwrite the namespaces' own reports.
+    for flags in [["--level", "baseline"], ["-l", "app=x"]] {
+        let mut args = vec!["--apply"];
+        args.extend(flags);
+        let o = audit(kubeconfig, &args);
+        assert_no_report(&o, "--apply");
+    }
 }
 
 /// A loopback proxy to the API server that cuts every connection once it has carried `limit`
@@ -559,6 +616,19 @@ fn proxy(upstream: u16, limit: usize, delay: Duration) -> u16 {
         // Dropping the listener refuses every later connection.
     });
     port
+}
+
+/// `audit` as a user just bound to a role: retried for up to 30 s while it fails (exit 2), the
+/// time RBAC takes to see a new binding.
+fn audit_once_authorized(kubeconfig: &Path, args: &[&str]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = audit(kubeconfig, args);
+        if o.status.code() != Some(2) || Instant::now() > deadline {
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn assert_no_report(o: &Output, expected: &str) {
@@ -622,14 +692,7 @@ fn audit_fails_clearly_and_never_gives_a_partial_report() {
         ],
         b"",
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let o = loop {
-        let o = audit(&auditor, &["-o", "json"]);
-        if o.status.code() != Some(2) || Instant::now() > deadline {
-            break o;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let o = audit_once_authorized(&auditor, &["-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let full_objects = report["summary"]["objects"].as_u64().unwrap();
@@ -701,6 +764,27 @@ fn audit_fails_clearly_and_never_gives_a_partial_report() {
     let o = child.wait_with_output().unwrap();
     assert_no_report(&o, "interrupted; no report was written");
 
+    // With the second role (and the CRDs), the same user applies the reports, a scoped run
+    // (which reads the ClusterPolicyReport to keep the other namespaces) included.
+    kubectl.install_policy_report_crds();
+    kubectl.must(
+        &[
+            "create",
+            "clusterrolebinding",
+            "auditor-reports",
+            "--clusterrole=pod-hardener-audit-reports",
+            "--user=auditor",
+        ],
+        b"",
+    );
+    for scope in [&[][..], &["-n", "audit-errors"][..]] {
+        let mut args = vec!["--apply", "-o", "json"];
+        args.extend_from_slice(scope);
+        let o = audit_once_authorized(&auditor, &args);
+        assert_eq!(o.status.code(), Some(1), "{scope:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("applied "), "{}", text(&o.stderr));
+    }
+
     // The API server goes away after some pages: however far the scan got, no report.
     let port = control_plane.apiserver_port();
     for limit in [16 * 1024, 64 * 1024] {
@@ -716,6 +800,11 @@ fn audit_fails_clearly_and_never_gives_a_partial_report() {
             &["--page-size", "2", "--request-timeout", "5", "-o", "json"],
         );
         assert_no_report(&o, "no report was written");
+        assert!(
+            !text(&o.stderr).contains("list namespaces"),
+            "cut after the namespaces: {}",
+            text(&o.stderr)
+        );
     }
 }
 

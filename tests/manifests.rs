@@ -16,12 +16,8 @@ use pod_hardener::workload::{self, WorkloadKind};
 use serde_json::{Value, json};
 
 const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
-const EXCLUDED_NAMESPACES: [&str; 4] = [
-    "kube-system",
-    "kube-node-lease",
-    "kube-public",
-    "pod-hardener",
-];
+/// What the shipped webhook configurations leave out is what `audit` reports exempt.
+use pod_hardener::cli::audit::EXCLUDED_NAMESPACES;
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = fs::read_dir(dir)

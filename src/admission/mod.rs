@@ -188,4 +188,4 @@ pub(crate) fn is_pod(req: &AdmissionRequest) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

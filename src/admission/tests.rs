@@ -440,7 +440,7 @@ fn label_errors_fail_closed_and_are_audited() {
 
 /// Every v1.37 Pod of Kubernetes' PSA fixtures at the baseline and restricted levels, passing
 /// and failing, with its path.
-fn v1_37_fixtures() -> Vec<(std::path::PathBuf, Value)> {
+pub(crate) fn v1_37_fixtures() -> Vec<(std::path::PathBuf, Value)> {
     let root = psa_fixtures_dir();
     let mut fixtures = Vec::new();
     for level in ["baseline", "restricted"] {

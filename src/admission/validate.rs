@@ -11,7 +11,7 @@ use super::{
     AdmissionRequest, AdmissionResponse, AdmissionSettings, Decision, Operation, Outcome,
     ReviewObject,
 };
-use crate::harden::{self, Hardener, ImageCatalog, Profile, Scope, record::Record};
+use crate::harden::{Hardener, ImageCatalog, Profile, Scope, record::Record};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss::{self, Level, LevelVersion, Violation};
 use crate::workload::{self, PodParts, WorkloadKind};
@@ -155,7 +155,7 @@ fn validate_pod(
     }
     let enforce = evaluations.at(policy.enforce).to_vec();
     if !enforce.is_empty() {
-        let record = existing_record(&parts);
+        let record = Record::on(&parts);
         let mut message = pss::violates_message(policy.enforce, &enforce);
         let extra = could_not_fix(&enforce, record.as_ref());
         if !extra.is_empty() {
@@ -291,7 +291,7 @@ fn validate_workload(
         Some(Ok(h)) => match h.hardened_parts() {
             Ok(hardened) => {
                 let record = h.record.as_ref().map(|(r, _)| r.clone());
-                let record = record.or_else(|| existing_record(&hardened));
+                let record = record.or_else(|| Record::on(&hardened));
                 (hardened, record)
             }
             // A bug, reported where the user and the auditor see it rather than judged on the
@@ -305,7 +305,7 @@ fn validate_workload(
             }
         },
         _ => {
-            let record = existing_record(&parts);
+            let record = Record::on(&parts);
             (parts, record)
         }
     };
@@ -337,13 +337,4 @@ fn validate_workload(
         }
     }
     Outcome::new(rsp, decision).with_violations(checks)
-}
-
-fn existing_record(parts: &PodParts) -> Option<Record> {
-    parts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(harden::RECORD_ANNOTATION))
-        .and_then(|s| serde_json::from_str(s).ok())
 }

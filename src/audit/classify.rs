@@ -2,6 +2,7 @@
 //! denied, or exempt; and what may fail at run time. Pure: the same decisions as `/mutate` then
 //! `/validate` (and as `check` and `harden` offline), through the same core.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{PodSpec, SecurityContext};
@@ -11,11 +12,11 @@ use serde_json::Value;
 use crate::admission::AdmissionSettings;
 use crate::admission::explain::{Unfixable, could_not_fix, unfixable};
 use crate::harden::images::{ImageCatalog, UserVerdict, verdict};
-use crate::harden::{Control, Hardener, Plan, Profile, RECORD_ANNOTATION, Record, Scope, Target};
+use crate::harden::{Control, Hardener, Plan, Profile, Record, Scope, Target};
 use crate::policy::{HardenMode, NamespacePolicy};
 use crate::pss::containers::{self, ContainerList};
 use crate::pss::{self, defaulting};
-use crate::workload::{self, PodParts, WorkloadKind};
+use crate::workload::{self, WorkloadKind};
 
 /// The verdict on one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -81,14 +82,6 @@ impl RiskKind {
             RiskKind::ImageUserUnknown => "image-user-unknown",
         }
     }
-
-    /// Whether the kubelet will certainly stop the container (as opposed to "may").
-    pub fn is_certain(self) -> bool {
-        matches!(
-            self,
-            RiskKind::ImageRunsAsRoot | RiskKind::ImageUserUnverifiable
-        )
-    }
 }
 
 /// One run-time risk of one container.
@@ -102,6 +95,13 @@ pub struct Risk {
     pub detail: String,
 }
 
+/// `containers/app: read-only-root`.
+impl std::fmt::Display for Risk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.container, self.kind.as_str())
+    }
+}
+
 /// The controls hardening applies to one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetChanges {
@@ -109,6 +109,18 @@ pub struct TargetChanges {
     pub target: String,
     /// The controls, in record order.
     pub controls: Vec<Control>,
+}
+
+/// `containers/app: runAsNonRoot, seccompProfile`.
+impl std::fmt::Display for TargetChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.target)?;
+        for (i, control) in self.controls.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{control}")?;
+        }
+        Ok(())
+    }
 }
 
 /// What the audit found for one object.
@@ -146,9 +158,19 @@ impl Finding {
         }
     }
 
-    /// Whether a risk that the kubelet will certainly act on was found.
-    pub fn has_certain_risk(&self) -> bool {
-        self.risks.iter().any(|r| r.kind.is_certain())
+    /// Whether it is at risk at run time: a risk other than an unknown image user, which is
+    /// counted (and reported) apart.
+    pub fn is_at_risk(&self) -> bool {
+        self.risks
+            .iter()
+            .any(|r| r.kind != RiskKind::ImageUserUnknown)
+    }
+
+    /// Whether hardening sets `runAsNonRoot` on an image whose user is not known.
+    pub fn has_unknown_image_user(&self) -> bool {
+        self.risks
+            .iter()
+            .any(|r| r.kind == RiskKind::ImageUserUnknown)
     }
 }
 
@@ -167,6 +189,20 @@ pub fn classify(
     if settings.exemptions.namespaces.contains(namespace) {
         return Finding::without_hardening(Class::Exempt, level, "exempt namespace".into());
     }
+    // A Pod is created without ephemeral containers (`kubectl debug` adds them later, through
+    // a subresource the webhook judges on its own): judge it as it will be created again.
+    let without_ephemeral;
+    let object = match object.pointer("/spec/ephemeralContainers") {
+        Some(_) if kind == WorkloadKind::Pod => {
+            let mut copy = object.clone();
+            if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("ephemeralContainers");
+            }
+            without_ephemeral = copy;
+            &without_ephemeral
+        }
+        _ => object,
+    };
     let parts = match workload::extract(kind, object) {
         Ok(parts) => parts,
         Err(e) => return Finding::without_hardening(Class::Unreadable, level, e.to_string()),
@@ -198,19 +234,17 @@ pub fn classify(
     } else {
         None
     };
+    // The pod as the validating webhook will see it, and the record that explains it.
     let (after, record) = match &hardening {
         Some(h) => match h.hardened_parts() {
             Ok(hardened) => {
                 let record = h.record.as_ref().map(|(r, _)| r.clone());
-                let record = record.or_else(|| existing_record(&hardened));
-                (hardened.into_owned(), record)
+                let record = record.or_else(|| Record::on(&hardened));
+                (hardened, record)
             }
             Err(e) => return Finding::without_hardening(Class::Unreadable, level, e.to_string()),
         },
-        None => {
-            let record = existing_record(&parts);
-            (parts.clone(), record)
-        }
+        None => (Cow::Borrowed(&parts), Record::on(&parts)),
     };
     let remaining = if hardening.as_ref().is_some_and(|h| h.changes_object()) {
         pss::evaluate(
@@ -222,14 +256,14 @@ pub fn classify(
         as_is.clone()
     };
 
-    let plan = hardening.as_ref().map(|h| &h.plan);
-    let class = if as_is.is_empty() {
-        Class::Compliant
-    } else if remaining.is_empty() {
-        Class::Hardened
-    } else {
-        Class::Denied
+    // `/validate` judges the pod after hardening: compliant as it is counts only when hardening
+    // leaves it so.
+    let class = match (as_is.is_empty(), remaining.is_empty()) {
+        (_, false) => Class::Denied,
+        (true, true) => Class::Compliant,
+        (false, true) => Class::Hardened,
     };
+    let plan = hardening.as_ref().map(|h| &h.plan);
     let (message, unfixable) = if class == Class::Denied {
         let mut message = pss::violates_message(policy.enforce, &remaining);
         let extra = could_not_fix(&remaining, record.as_ref());
@@ -261,15 +295,6 @@ fn defaulted(spec: &PodSpec, kind: WorkloadKind) -> PodSpec {
     let mut spec = spec.clone();
     defaulting::apply_api_server_defaults(&mut spec, kind.spec_owner());
     spec
-}
-
-fn existing_record(parts: &PodParts) -> Option<Record> {
-    parts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(RECORD_ANNOTATION))
-        .and_then(|s| serde_json::from_str(s).ok())
 }
 
 fn changes_by_target(plan: &Plan) -> Vec<TargetChanges> {
@@ -307,6 +332,9 @@ fn run_time_risks(plan: &Plan, after: &PodSpec, images: Option<&ImageCatalog>) -
         })
     };
     let pod_context = after.security_context.as_ref();
+    // The kubelet checks Windows users by name (ContainerAdministrator), not by UID: the image
+    // user rules below are Linux's, as the planner's are.
+    let windows = after.os.as_ref().is_some_and(|os| os.name == "windows");
     for container in containers::visit(after) {
         if container.list == ContainerList::Ephemeral {
             continue;
@@ -323,7 +351,7 @@ fn run_time_risks(plan: &Plan, after: &PodSpec, images: Option<&ImageCatalog>) -
                 detail: "hardening makes its root filesystem read-only (with an emptyDir at /tmp): a program that writes elsewhere on it fails; add an emptyDir for that path or opt out with pod-hardener.io/skip: readOnlyRootFilesystem".into(),
             });
         }
-        if !sets(Control::RunAsNonRoot, container.list, container.name) {
+        if windows || !sets(Control::RunAsNonRoot, container.list, container.name) {
             continue;
         }
         let run_as_user = container

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::classify::{Class, Finding, RiskKind};
+use super::classify::{Class, Finding};
 use super::report::{AuditedObject, NamespaceReport, Report, Summary};
 
 /// The group and version of the reports.
@@ -21,23 +21,18 @@ pub const REPORT_NAME: &str = "pod-hardener";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Its value.
 pub const MANAGED_BY: &str = "pod-hardener";
-/// Results per PolicyReport: a namespace with more gets `pod-hardener-2`, `-3`... so each
-/// object stays far below etcd's 1.5 MiB request limit (a result is under 1 KiB).
+/// Results per PolicyReport, at most: a namespace with more gets `pod-hardener-2`, `-3`...
 pub const MAX_RESULTS_PER_REPORT: usize = 500;
+/// A PolicyReport's results in JSON, at most (a denied object's message has no fixed length):
+/// far below etcd's 1.5 MiB request limit.
+pub const MAX_RESULTS_BYTES: usize = 512 * 1024;
 /// The `policy` of every result.
 pub const POLICY: &str = "pod-hardener";
 
 /// The PolicyReport result for one finding.
 fn result_of(finding: &Finding) -> &'static str {
     match finding.class {
-        Class::Compliant | Class::Hardened
-            if finding
-                .risks
-                .iter()
-                .any(|r| r.kind != RiskKind::ImageUserUnknown) =>
-        {
-            "warn"
-        }
+        Class::Compliant | Class::Hardened if finding.is_at_risk() => "warn",
         Class::Compliant | Class::Hardened => "pass",
         Class::Denied => "fail",
         Class::Exempt => "skip",
@@ -45,39 +40,30 @@ fn result_of(finding: &Finding) -> &'static str {
     }
 }
 
-fn message_of(finding: &Finding) -> String {
-    let changes: Vec<String> = finding
-        .changes
+fn joined<T: std::fmt::Display>(items: &[T], sep: &str) -> String {
+    items
         .iter()
-        .map(|t| {
-            let controls: Vec<&str> = t.controls.iter().map(|c| c.as_str()).collect();
-            format!("{}: {}", t.target, controls.join(", "))
-        })
-        .collect();
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+fn message_of(finding: &Finding) -> String {
+    let changes = joined(&finding.changes, "; ");
     let mut message = match finding.class {
         Class::Compliant if changes.is_empty() => format!("meets {} as it is", finding.policy),
         Class::Compliant => format!(
-            "meets {} as it is; hardening also sets {}",
-            finding.policy,
-            changes.join("; ")
+            "meets {} as it is; hardening also sets {changes}",
+            finding.policy
         ),
-        Class::Hardened => format!(
-            "meets {} after hardening sets {}",
-            finding.policy,
-            changes.join("; ")
-        ),
+        Class::Hardened => format!("meets {} after hardening sets {changes}", finding.policy),
         Class::Denied | Class::Exempt | Class::Unreadable => {
             finding.message.clone().unwrap_or_default()
         }
     };
-    let risks: Vec<String> = finding
-        .risks
-        .iter()
-        .map(|r| format!("{} {}", r.container, r.kind.as_str()))
-        .collect();
-    if !risks.is_empty() {
+    if !finding.risks.is_empty() {
         message.push_str("; at run time: ");
-        message.push_str(&risks.join(", "));
+        message.push_str(&joined(&finding.risks, ", "));
     }
     message
 }
@@ -87,55 +73,56 @@ fn properties_of(object: &AuditedObject) -> BTreeMap<&'static str, String> {
     let mut p = BTreeMap::new();
     p.insert("class", f.class.as_str().to_owned());
     p.insert("policy", f.policy.clone());
-    let join = |items: Vec<String>| items.join("; ");
-    if !f.changes.is_empty() {
-        p.insert(
-            "changes",
-            join(
-                f.changes
-                    .iter()
-                    .map(|t| {
-                        let c: Vec<&str> = t.controls.iter().map(|c| c.as_str()).collect();
-                        format!("{}: {}", t.target, c.join(","))
-                    })
-                    .collect(),
-            ),
-        );
-    }
-    if !f.unfixable.is_empty() {
-        p.insert(
-            "unfixable",
-            join(
-                f.unfixable
-                    .iter()
-                    .map(|u| format!("{}: {}", u.check, u.reason))
-                    .collect(),
-            ),
-        );
-    }
-    if !f.risks.is_empty() {
-        p.insert(
-            "risks",
-            join(
-                f.risks
-                    .iter()
-                    .map(|r| format!("{}: {}", r.container, r.kind.as_str()))
-                    .collect(),
-            ),
-        );
-    }
-    if !object.owned.is_empty() {
-        p.insert(
-            "owned",
-            object
-                .owned
-                .iter()
-                .map(|(k, n)| format!("{n} {k}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+    let unfixable: Vec<String> = f
+        .unfixable
+        .iter()
+        .map(|u| format!("{}: {}", u.check, u.reason))
+        .collect();
+    for (key, value) in [
+        ("changes", joined(&f.changes, "; ")),
+        ("unfixable", unfixable.join("; ")),
+        ("risks", joined(&f.risks, "; ")),
+        ("owned", object.owned_text()),
+        (
+            "controlledBy",
+            object.controlled_by.clone().unwrap_or_default(),
+        ),
+    ] {
+        if !value.is_empty() {
+            p.insert(key, value);
+        }
     }
     p
+}
+
+/// One result: what every result of pod-hardener's carries, around what differs.
+fn result(
+    outcome: &str,
+    rule: &str,
+    message: String,
+    resource: Value,
+    properties: Value,
+    report: &Report,
+) -> Value {
+    let mut r = json!({
+        "policy": POLICY,
+        "rule": rule,
+        "result": outcome,
+        "scored": true,
+        "source": MANAGED_BY,
+        "category": "Pod Security Standards",
+        "message": message,
+        "timestamp": timestamp(report.scanned_at_seconds),
+        "resources": [resource],
+        "properties": properties,
+    });
+    let severity = match outcome {
+        "fail" => "high",
+        "warn" => "medium",
+        _ => return r,
+    };
+    r["severity"] = json!(severity);
+    r
 }
 
 fn timestamp(seconds: i64) -> Value {
@@ -177,45 +164,38 @@ pub fn report_name(index: usize) -> String {
 }
 
 /// The PolicyReports of one namespace: at least one (empty when nothing was audited there, so a
-/// previous run's findings are replaced), at most [`MAX_RESULTS_PER_REPORT`] results each.
+/// previous run's findings are replaced), each within [`MAX_RESULTS_PER_REPORT`] and
+/// [`MAX_RESULTS_BYTES`].
 pub fn namespace_reports(ns: &NamespaceReport, report: &Report) -> Vec<Value> {
-    let results: Vec<Value> = ns
-        .objects
-        .iter()
-        .map(|o| {
-            let f = &o.finding;
-            let result = result_of(f);
-            let mut r = json!({
-                "policy": POLICY,
-                "rule": f.class.as_str(),
-                "result": result,
-                "scored": true,
-                "source": MANAGED_BY,
-                "category": "Pod Security Standards",
-                "message": message_of(f),
-                "timestamp": timestamp(report.scanned_at_seconds),
-                "resources": [{
-                    "apiVersion": o.api_version,
-                    "kind": o.kind.as_str(),
-                    "name": o.name,
-                    "namespace": ns.name,
-                    "uid": o.uid,
-                }],
-                "properties": properties_of(o),
-            });
-            match result {
-                "fail" => r["severity"] = json!("high"),
-                "warn" => r["severity"] = json!("medium"),
-                _ => {}
-            }
-            r
-        })
-        .collect();
-    let chunks: Vec<&[Value]> = if results.is_empty() {
-        vec![&[]]
-    } else {
-        results.chunks(MAX_RESULTS_PER_REPORT).collect()
-    };
+    let mut chunks: Vec<Vec<Value>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for o in &ns.objects {
+        let resource = json!({
+            "apiVersion": o.api_version,
+            "kind": o.kind.as_str(),
+            "name": o.name,
+            "namespace": ns.name,
+            "uid": o.uid,
+        });
+        let r = result(
+            result_of(&o.finding),
+            o.finding.class.as_str(),
+            message_of(&o.finding),
+            resource,
+            json!(properties_of(o)),
+            report,
+        );
+        let size = r.to_string().len();
+        let current = chunks.last().map_or(0, Vec::len);
+        if current > 0 && (current == MAX_RESULTS_PER_REPORT || bytes + size > MAX_RESULTS_BYTES) {
+            chunks.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push(r);
+        }
+    }
     chunks
         .into_iter()
         .enumerate()
@@ -224,7 +204,7 @@ pub fn namespace_reports(ns: &NamespaceReport, report: &Report) -> Vec<Value> {
                 "apiVersion": API_VERSION,
                 "kind": "PolicyReport",
                 "metadata": metadata(&report_name(i), Some(&ns.name), report),
-                "summary": summary_of(chunk),
+                "summary": summary_of(&chunk),
                 "results": chunk,
             })
         })
@@ -233,55 +213,58 @@ pub fn namespace_reports(ns: &NamespaceReport, report: &Report) -> Vec<Value> {
 
 fn namespace_result(ns: &NamespaceReport, report: &Report) -> Value {
     let s: &Summary = &ns.summary;
-    let result = if s.denied > 0 || s.unreadable > 0 {
+    let outcome = if s.denied > 0 || s.unreadable > 0 {
         "fail"
     } else if s.at_risk > 0 {
         "warn"
     } else {
         "pass"
     };
-    let mut r = json!({
-        "policy": POLICY,
-        "rule": "namespace",
-        "result": result,
-        "scored": true,
-        "source": MANAGED_BY,
-        "category": "Pod Security Standards",
-        "message": format!(
-            "{} objects at {} (mode {}): {} compliant, {} after hardening, {} denied, {} exempt, {} unreadable; {} at risk at run time, {} with an unknown image user",
-            s.objects, ns.policy, ns.mode, s.compliant, s.hardened, s.denied, s.exempt,
-            s.unreadable, s.at_risk, s.image_user_unknown
-        ),
-        "timestamp": timestamp(report.scanned_at_seconds),
-        "resources": [{"apiVersion": "v1", "kind": "Namespace", "name": ns.name}],
-        "properties": {
-            "policy": ns.policy,
-            "mode": ns.mode,
-            "objects": s.objects.to_string(),
-            "compliant": s.compliant.to_string(),
-            "hardened": s.hardened.to_string(),
-            "denied": s.denied.to_string(),
-            "exempt": s.exempt.to_string(),
-            "unreadable": s.unreadable.to_string(),
-            "atRisk": s.at_risk.to_string(),
-            "imageUserUnknown": s.image_user_unknown.to_string(),
-        },
+    let message = format!(
+        "{} objects at {} (mode {}): {} compliant, {} after hardening, {} denied, {} exempt, {} unreadable; {} at risk at run time, {} with an unknown image user",
+        s.objects,
+        ns.policy,
+        ns.mode,
+        s.compliant,
+        s.hardened,
+        s.denied,
+        s.exempt,
+        s.unreadable,
+        s.at_risk,
+        s.image_user_unknown
+    );
+    let properties = json!({
+        "policy": ns.policy,
+        "mode": ns.mode,
+        "objects": s.objects.to_string(),
+        "compliant": s.compliant.to_string(),
+        "hardened": s.hardened.to_string(),
+        "denied": s.denied.to_string(),
+        "exempt": s.exempt.to_string(),
+        "unreadable": s.unreadable.to_string(),
+        "atRisk": s.at_risk.to_string(),
+        "imageUserUnknown": s.image_user_unknown.to_string(),
     });
-    match result {
-        "fail" => r["severity"] = json!("high"),
-        "warn" => r["severity"] = json!("medium"),
-        _ => {}
-    }
-    r
+    let resource = json!({"apiVersion": "v1", "kind": "Namespace", "name": ns.name});
+    result(outcome, "namespace", message, resource, properties, report)
 }
 
-/// The ClusterPolicyReport: one result per namespace in scope.
-pub fn cluster_report(report: &Report) -> Value {
-    let results: Vec<Value> = report
-        .namespaces
-        .iter()
-        .map(|ns| namespace_result(ns, report))
-        .collect();
+/// The namespace a ClusterPolicyReport result is about.
+pub fn result_namespace(result: &Value) -> Option<&str> {
+    result["resources"][0]["name"].as_str()
+}
+
+/// The ClusterPolicyReport: one result per namespace in scope, after `kept` (an earlier run's
+/// results for namespaces this run did not audit; empty for a whole-cluster run).
+pub fn cluster_report(report: &Report, kept: Vec<Value>) -> Value {
+    let mut results = kept;
+    results.extend(
+        report
+            .namespaces
+            .iter()
+            .map(|ns| namespace_result(ns, report)),
+    );
+    results.sort_by(|a, b| result_namespace(a).cmp(&result_namespace(b)));
     json!({
         "apiVersion": API_VERSION,
         "kind": "ClusterPolicyReport",
@@ -298,7 +281,7 @@ pub fn all_reports(report: &Report) -> Vec<Value> {
         .iter()
         .flat_map(|ns| namespace_reports(ns, report))
         .collect();
-    out.push(cluster_report(report));
+    out.push(cluster_report(report, Vec::new()));
     out
 }
 

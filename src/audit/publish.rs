@@ -118,9 +118,24 @@ pub async fn publish(client: &kube::Client, report: &Report) -> Result<Published
         client.clone(),
         &resource("ClusterPolicyReport", "clusterpolicyreports"),
     );
+    // Server-side apply replaces the results list whole: a run limited to some namespaces keeps
+    // the earlier run's results for the others.
+    let mut kept = Vec::new();
+    if !report.scope.namespaces.is_empty() {
+        let existing = cluster.get_opt(REPORT_NAME).await.map_err(|source| {
+            api_error(format!("get ClusterPolicyReport {REPORT_NAME}"), source)
+        })?;
+        let audited: BTreeSet<&str> = report.namespaces.iter().map(|n| n.name.as_str()).collect();
+        kept = existing
+            .and_then(|o| o.data.get("results").and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| policy_report::result_namespace(r).is_some_and(|ns| !audited.contains(ns)))
+            .collect();
+    }
     apply(
         &cluster,
-        &policy_report::cluster_report(report),
+        &policy_report::cluster_report(report, kept),
         format!("apply ClusterPolicyReport {REPORT_NAME}"),
     )
     .await?;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::classify::{Class, Finding, RiskKind};
+use super::classify::{Class, Finding};
 use crate::workload::WorkloadKind;
 
 /// `apiVersion` of the JSON report; a change that removes or renames a field bumps it.
@@ -30,12 +30,28 @@ pub struct AuditedObject {
     pub name: String,
     /// Its UID.
     pub uid: String,
+    /// Its audited controller (`Deployment web`), when it is reported apart from it because its
+    /// Pods fare worse than the controller's template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controlled_by: Option<String>,
     /// Objects it owns that the audit folded into it (its ReplicaSets, Jobs, Pods), by kind.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub owned: BTreeMap<&'static str, u32>,
     /// What was found.
     #[serde(flatten)]
     pub finding: Finding,
+}
+
+impl AuditedObject {
+    /// What was folded into it, for people: `2 Pods, 1 ReplicaSet`; empty when nothing was.
+    pub fn owned_text(&self) -> String {
+        let parts: Vec<String> = self
+            .owned
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}{}", if *n == 1 { "" } else { "s" }))
+            .collect();
+        parts.join(", ")
+    }
 }
 
 fn kind_name<S: serde::Serializer>(kind: &WorkloadKind, s: S) -> Result<S::Ok, S::Error> {
@@ -75,20 +91,8 @@ impl Summary {
             Class::Exempt => self.exempt += 1,
             Class::Unreadable => self.unreadable += 1,
         }
-        if finding
-            .risks
-            .iter()
-            .any(|r| r.kind != RiskKind::ImageUserUnknown)
-        {
-            self.at_risk += 1;
-        }
-        if finding
-            .risks
-            .iter()
-            .any(|r| r.kind == RiskKind::ImageUserUnknown)
-        {
-            self.image_user_unknown += 1;
-        }
+        self.at_risk += u32::from(finding.is_at_risk());
+        self.image_user_unknown += u32::from(finding.has_unknown_image_user());
     }
 
     fn add(&mut self, other: &Summary) {
@@ -357,19 +361,18 @@ impl Report {
                 if f.class == Class::Compliant && f.changes.is_empty() && f.risks.is_empty() {
                     continue;
                 }
-                let owned = if o.owned.is_empty() {
-                    String::new()
-                } else {
-                    let parts: Vec<String> = o
-                        .owned
-                        .iter()
-                        .map(|(k, n)| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
-                        .collect();
-                    format!(" (with {})", parts.join(", "))
+                let owned = match o.owned_text() {
+                    text if text.is_empty() => text,
+                    text => format!(" (with {text})"),
                 };
+                let controller = o
+                    .controlled_by
+                    .as_ref()
+                    .map(|c| format!(" (controlled by {c})"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "\n{} {}/{}{owned}: {} at {}",
+                    "\n{} {}/{}{owned}{controller}: {} at {}",
                     o.kind.as_str(),
                     ns.name,
                     o.name,
@@ -377,8 +380,7 @@ impl Report {
                     f.policy
                 );
                 for t in &f.changes {
-                    let controls: Vec<&str> = t.controls.iter().map(|c| c.as_str()).collect();
-                    let _ = writeln!(out, "  sets on {}: {}", t.target, controls.join(", "));
+                    let _ = writeln!(out, "  sets on {t}");
                 }
                 if let Some(message) = &f.message {
                     let _ = writeln!(out, "  {message}");

@@ -5,6 +5,7 @@
 //! complete or is not given.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -13,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, ObjectList};
 use serde_json::Value;
 
-use super::classify::classify;
+use super::classify::{Class, classify};
 use super::report::{AuditScope, AuditedObject, NamespaceReport, Report};
 use crate::admission::AdmissionSettings;
 use crate::harden::ImageCatalog;
@@ -39,6 +40,8 @@ pub struct ScanOptions {
     pub defaults: Defaults,
     /// Hardening settings and exemptions (the server's).
     pub settings: AdmissionSettings,
+    /// The deadline of each request to the API server, the response's body included.
+    pub request_timeout: Duration,
     /// Seconds since the epoch when the scan started.
     pub started_at_seconds: i64,
 }
@@ -68,6 +71,14 @@ pub enum ScanError {
         #[source]
         source: kube::Error,
     },
+    /// A request got no whole answer within its deadline.
+    #[error("cannot {what}: no answer within {seconds} s")]
+    Timeout {
+        /// What was being read.
+        what: String,
+        /// The deadline.
+        seconds: u64,
+    },
     /// An object could not be turned back into JSON (a bug).
     #[error("cannot read {what}: {source}")]
     Object {
@@ -90,15 +101,24 @@ fn where_(namespace: Option<&str>) -> String {
 async fn page<K>(
     api: &Api<K>,
     params: &ListParams,
+    timeout: Duration,
     what: impl FnOnce() -> String,
 ) -> Result<ObjectList<K>, ScanError>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.list(params).await.map_err(|source| ScanError::Api {
-        what: what(),
-        source,
-    })
+    // kube's read timeout bounds each gap between reads, not the whole answer.
+    match tokio::time::timeout(timeout, api.list(params)).await {
+        Ok(Ok(list)) => Ok(list),
+        Ok(Err(source)) => Err(ScanError::Api {
+            what: what(),
+            source,
+        }),
+        Err(_) => Err(ScanError::Timeout {
+            what: what(),
+            seconds: timeout.as_secs(),
+        }),
+    }
 }
 
 /// The namespaces in scope, each with its policy and an empty report.
@@ -116,7 +136,10 @@ async fn read_namespaces(
     if options.namespaces.is_empty() {
         let mut params = ListParams::default().limit(options.page_size);
         loop {
-            let list = page(&api, &params, || "list namespaces".to_owned()).await?;
+            let list = page(&api, &params, options.request_timeout, || {
+                "list namespaces".to_owned()
+            })
+            .await?;
             let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
             namespaces.extend(list.items);
             match next {
@@ -126,10 +149,19 @@ async fn read_namespaces(
         }
     } else {
         for name in &options.namespaces {
-            let ns = api.get(name).await.map_err(|source| ScanError::Api {
-                what: format!("get namespace {name}"),
-                source,
-            })?;
+            let what = || format!("get namespace {name}");
+            let ns = match tokio::time::timeout(options.request_timeout, api.get(name)).await {
+                Ok(got) => got.map_err(|source| ScanError::Api {
+                    what: what(),
+                    source,
+                })?,
+                Err(_) => {
+                    return Err(ScanError::Timeout {
+                        what: what(),
+                        seconds: options.request_timeout.as_secs(),
+                    });
+                }
+            };
             namespaces.push(ns);
         }
     }
@@ -268,7 +300,7 @@ where
             params = params.labels(selector);
         }
         loop {
-            let list = page(&api, &params, || {
+            let list = page(&api, &params, options.request_timeout, || {
                 format!("list {} {}", K::plural(&()), where_(scope))
             })
             .await?;
@@ -303,39 +335,31 @@ where
     Ok(())
 }
 
+/// How bad a class is for the Pods it stands for, to tell a controlled object that fares
+/// worse than its controller.
+fn severity(class: Class) -> u8 {
+    match class {
+        Class::Exempt => 0,
+        Class::Compliant => 1,
+        Class::Hardened => 2,
+        Class::Denied | Class::Unreadable => 3,
+    }
+}
+
 impl ScanState<'_> {
-    /// Classifies one object, or folds it into the audited object that controls it.
+    /// Classifies one object, and folds it into the audited object that controls it when it
+    /// fares no worse (the controller's template decides what its Pods will look like when they
+    /// are next created); one that fares worse (a sidecar another webhook injected, a Pod of an
+    /// older revision) is reported on its own, naming its controller.
     fn audit(&mut self, kind: WorkloadKind, meta: &ObjectMeta, object: &Value) {
         let (Some(namespace), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
             return;
         };
-        let uid = meta.uid.clone().unwrap_or_default();
-        let controller = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .map(|o| o.uid.clone());
-        // Controlled by an audited object: the controller's template decides what its Pods will
-        // look like when they are next created, so the object is reported once, with it.
-        if let Some(slot) = controller.and_then(|owner| self.slots.get(&owner).cloned()) {
-            if let Some(owner) = self
-                .reports
-                .get_mut(&slot.namespace)
-                .and_then(|r| r.objects.get_mut(slot.index))
-            {
-                *owner.owned.entry(kind.as_str()).or_default() += 1;
-            }
-            self.slots.insert(uid, slot);
-            return;
-        }
         // A namespace created after the namespaces were read, or outside the scope.
-        let (Some(report), Some(policy)) = (
-            self.reports.get_mut(&namespace),
-            self.policies.get(&namespace),
-        ) else {
+        let Some(policy) = self.policies.get(&namespace) else {
             return;
         };
+        let uid = meta.uid.clone().unwrap_or_default();
         let catalog = self
             .images
             .and_then(|source| kind.pod_spec_of(object).map(|s| source.catalog(s)));
@@ -347,11 +371,33 @@ impl ScanState<'_> {
             &self.options.settings,
             catalog,
         );
+        let controller = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .and_then(|o| self.slots.get(&o.uid).cloned())
+            .filter(|slot| slot.namespace == namespace);
+        let Some(report) = self.reports.get_mut(&namespace) else {
+            return;
+        };
+        let mut controlled_by = None;
+        if let Some(slot) = controller
+            && let Some(owner) = report.objects.get_mut(slot.index)
+        {
+            if severity(finding.class) <= severity(owner.finding.class) {
+                *owner.owned.entry(kind.as_str()).or_default() += 1;
+                self.slots.insert(uid, slot);
+                return;
+            }
+            controlled_by = Some(format!("{} {}", owner.kind.as_str(), owner.name));
+        }
         report.objects.push(AuditedObject {
             api_version: kind.api_version(),
             kind,
             name,
             uid: uid.clone(),
+            controlled_by,
             owned: BTreeMap::new(),
             finding,
         });

@@ -19,6 +19,15 @@ use crate::workload::WorkloadKind;
 
 use super::images::CliLookups;
 
+/// The namespaces the shipped webhook configurations (`manifests/base/webhooks.yaml`, the Helm
+/// chart's `webhooks.excludedNamespaces` plus its own) never send to pod-hardener.
+pub const EXCLUDED_NAMESPACES: [&str; 4] = [
+    "kube-system",
+    "kube-node-lease",
+    "kube-public",
+    "pod-hardener",
+];
+
 /// Output format of `audit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuditOutput {
@@ -66,10 +75,20 @@ pub struct AuditArgs {
     /// config's, else fill).
     #[arg(long)]
     pub mode: Option<Mode>,
-    /// The webhook's config file (defaultPolicy, hardening, exemptions, images), so the audit
-    /// decides as the installed webhook will; default: the built-in defaults.
+    /// The webhook's config file, so the audit decides as the installed webhook will: its
+    /// defaultPolicy, hardening and exemptions (namespaces and runtime classes; its images
+    /// section is not read: use --image-lookups); default: the built-in defaults.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A namespace the webhook configurations' namespaceSelector leaves out (repeatable):
+    /// neither hardened nor checked by pod-hardener, so reported exempt. Default: those of the
+    /// shipped configurations.
+    #[arg(
+        long = "excluded-namespace",
+        value_name = "NAMESPACE",
+        default_values_t = EXCLUDED_NAMESPACES.map(String::from)
+    )]
+    pub excluded_namespaces: Vec<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: AuditOutput,
@@ -121,6 +140,12 @@ pub enum AuditError {
     /// Image lookups could not start.
     #[error(transparent)]
     Images(#[from] super::CliError),
+    /// Options that cannot go together.
+    #[error("{0}")]
+    Usage(String),
+    /// The default policy is invalid.
+    #[error(transparent)]
+    Defaults(#[from] crate::policy::InvalidDefault),
     /// Ctrl-C during the scan.
     #[error("interrupted; no report was written")]
     Interrupted,
@@ -212,15 +237,17 @@ fn scan_options(args: &AuditArgs) -> Result<ScanOptions, AuditError> {
             (config.defaults, config.admission)
         }
         None => (
-            DefaultPolicy::default()
-                .parse()
-                .map_err(|e| AuditError::Kubeconfig(e.to_string()))?,
+            DefaultPolicy::default().parse()?,
             AdmissionSettings::default(),
         ),
     };
     if let Some(mode) = args.mode {
         settings.hardening.mode = mode;
     }
+    settings
+        .exemptions
+        .namespaces
+        .extend(args.excluded_namespaces.iter().cloned());
     let started_at_seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -234,8 +261,28 @@ fn scan_options(args: &AuditArgs) -> Result<ScanOptions, AuditError> {
             .map(|l| LevelVersion::new(l, args.version.unwrap_or(Version::Latest))),
         defaults,
         settings,
+        request_timeout: Duration::from_secs(args.request_timeout),
         started_at_seconds,
     })
+}
+
+/// `--apply` writes the namespaces' own reports: not a subset of their objects (`-l`) nor a
+/// hypothetical policy (`--level`), which would overwrite them with something else.
+fn check_apply(args: &AuditArgs) -> Result<(), AuditError> {
+    if !args.apply {
+        return Ok(());
+    }
+    for (set, flag) in [
+        (args.selector.is_some(), "--selector"),
+        (args.level.is_some(), "--level"),
+    ] {
+        if set {
+            return Err(AuditError::Usage(format!(
+                "--apply writes each namespace's report as the webhook will judge it: it cannot be combined with {flag}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `audit`: scans, renders, and with `--apply` writes the reports. Ctrl-C before the end
@@ -244,6 +291,7 @@ pub async fn run(
     args: &AuditArgs,
     lookups: Option<&CliLookups>,
 ) -> Result<AuditOutcome, AuditError> {
+    check_apply(args)?;
     let options = scan_options(args)?;
     let lookups = lookups.map(Lookups);
     let client = client(args).await?;

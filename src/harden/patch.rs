@@ -342,4 +342,75 @@ mod tests {
             "{text}"
         );
     }
+
+    /// Presence read from the typed parts is presence in the JSON, on every v1.37 PSA fixture,
+    /// for every path the planner edits and some it never does (deeper, unknown, out of range).
+    #[test]
+    fn typed_presence_is_json_presence_on_every_fixture() {
+        let context_paths: &[&[&str]] = &[
+            &["securityContext"],
+            &["securityContext", "runAsNonRoot"],
+            &["securityContext", "runAsUser"],
+            &["securityContext", "runAsGroup"],
+            &["securityContext", "fsGroup"],
+            &["securityContext", "privileged"],
+            &["securityContext", "procMount"],
+            &["securityContext", "allowPrivilegeEscalation"],
+            &["securityContext", "readOnlyRootFilesystem"],
+            &["securityContext", "seccompProfile"],
+            &["securityContext", "seccompProfile", "type"],
+            &["securityContext", "capabilities"],
+            &["securityContext", "capabilities", "drop"],
+            &["securityContext", "capabilities", "drop", "0"],
+            &["securityContext", "capabilities", "add"],
+            &["securityContext", "capabilities", "other"],
+            &["securityContext", "windowsOptions", "hostProcess"],
+            &["securityContext", "runAsUser", "below"],
+            &["volumeMounts"],
+            &["volumeMounts", "0", "mountPath"],
+            &["image"],
+        ];
+        let mut checked = 0;
+        for (path, fixture) in crate::admission::tests::v1_37_fixtures() {
+            let parts = crate::workload::extract(crate::workload::WorkloadKind::Pod, &fixture)
+                .expect("the fixture reads");
+            let typed = TypedPresence {
+                parts: &parts,
+                has_metadata: fixture.get("metadata").is_some_and(|m| !m.is_null()),
+            };
+            let mut paths: Vec<Vec<&str>> = vec![
+                vec!["metadata", "annotations"],
+                vec!["metadata", "annotations", "pod-hardener.io/hardened"],
+                vec!["spec", "volumes"],
+                vec!["spec", "volumes", "0", "emptyDir"],
+                vec!["status"],
+            ];
+            for p in context_paths.iter().filter(|p| p[0] == "securityContext") {
+                paths.push(["spec"].iter().chain(p.iter()).copied().collect());
+            }
+            for list in ["containers", "initContainers", "ephemeralContainers"] {
+                for index in ["0", "1", "7"] {
+                    for p in context_paths {
+                        paths.push(
+                            ["spec", list, index]
+                                .iter()
+                                .chain(p.iter())
+                                .copied()
+                                .collect(),
+                        );
+                    }
+                }
+            }
+            for tokens in &paths {
+                assert_eq!(
+                    typed.missing_at(tokens),
+                    fixture.missing_at(tokens),
+                    "{} {tokens:?}",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked > 100, "only {checked} fixtures");
+    }
 }

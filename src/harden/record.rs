@@ -183,6 +183,16 @@ fn sort_entries<T>(entries: &mut Vec<T>, fields: impl Fn(&T) -> (&str, &str)) {
 }
 
 impl Record {
+    /// The record a pod (or template) already carries in its annotation, if it reads as one.
+    pub fn on(parts: &crate::workload::PodParts) -> Option<Record> {
+        parts
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RECORD_ANNOTATION))
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+
     /// The record of `plan`, merged into `existing` (the annotation already on the pod, if any).
     pub fn merged(plan: &Plan, profile: &Profile, existing: Option<&str>) -> Record {
         let previous: Option<Record> = existing.and_then(|s| serde_json::from_str(s).ok());

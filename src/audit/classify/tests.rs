@@ -211,6 +211,31 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
+            // Windows: no runAsNonRoot image rules (the kubelet checks names there).
+            risks: &[],
+            ..case(
+                "windows pod",
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w"},
+                       "spec": {"os": {"name": "windows"}, "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                                "containers": [{"name": "app", "image": "registry.test/app:1",
+                                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}),
+                Class::Hardened,
+            )
+        },
+        Case {
+            // Judged as created again: without the privileged debug container kubectl added.
+            ..case(
+                "pod with a privileged ephemeral container",
+                {
+                    let mut pod = hardened_pod();
+                    pod["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox",
+                        "securityContext": {"privileged": true}}]);
+                    pod
+                },
+                Class::Compliant,
+            )
+        },
+        Case {
             ..case(
                 "unreadable spec",
                 json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
@@ -222,7 +247,7 @@ fn cases() -> Vec<Case> {
 }
 
 #[test]
-fn classifies_as_the_webhook_will_treat_the_pods() {
+fn classifies_each_written_case() {
     for c in cases() {
         let finding = classify(
             c.kind,
@@ -309,4 +334,80 @@ fn changes_are_listed_per_target_in_record_order() {
             ),
         ]
     );
+}
+
+/// The request `/mutate` and `/validate` get for `pod` being created in namespace `team`.
+fn pod_create(pod: &Value) -> crate::admission::AdmissionRequest {
+    let request = json!({
+        "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "name": "p", "namespace": "team", "operation": "CREATE",
+        "userInfo": {"username": "alice"}, "object": pod,
+    });
+    crate::admission::decode(&crate::admission::review::review_in_wire_order(
+        request.as_object().unwrap(),
+    ))
+    .unwrap()
+}
+
+/// On every v1.37 PSA fixture, at both levels and in both modes, the class is what the webhook
+/// does to the Pod: `/validate` of it as is, then `/mutate` and `/validate` of the patched Pod.
+#[test]
+fn classifies_every_fixture_as_mutate_then_validate_decide_it() {
+    use crate::admission::{mutate::mutate, validate::validate};
+    use crate::harden::Mode;
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, fixture) in crate::admission::tests::v1_37_fixtures() {
+        // As the API server stores it, the form the webhook (and the audit) gets: defaulted.
+        let mut fixture = fixture;
+        let mut parts = workload::extract(WorkloadKind::Pod, &fixture).unwrap();
+        crate::pss::defaulting::apply_api_server_defaults(
+            &mut parts.spec,
+            WorkloadKind::Pod.spec_owner(),
+        );
+        fixture["spec"] = serde_json::to_value(&parts.spec).unwrap();
+        for level in ["baseline", "restricted"] {
+            for mode in [Mode::Fill, Mode::Override] {
+                let policy = policy(&[("pod-security.kubernetes.io/enforce", level)]);
+                let mut settings = AdmissionSettings::default();
+                settings.hardening.mode = mode;
+                let allowed = |pod: &Value| {
+                    validate(&pod_create(pod), &policy, &settings)
+                        .response
+                        .allowed
+                };
+                let mutated = mutate(&pod_create(&fixture), &policy, &settings);
+                let mut hardened = fixture.clone();
+                if let Some(patch) = &mutated.response.patch {
+                    use base64::Engine as _;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(patch)
+                        .unwrap();
+                    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+                    json_patch::patch(&mut hardened, &patch.0).unwrap();
+                }
+                let expected = match (allowed(&fixture), allowed(&hardened)) {
+                    (_, false) => Class::Denied,
+                    (true, true) => Class::Compliant,
+                    (false, true) => Class::Hardened,
+                };
+                let finding = classify(
+                    WorkloadKind::Pod,
+                    &fixture,
+                    "team",
+                    &policy,
+                    &settings,
+                    None,
+                );
+                assert_eq!(
+                    finding.class,
+                    expected,
+                    "{} at {level} ({mode:?}): {finding:#?}",
+                    path.display()
+                );
+                seen.insert(expected);
+            }
+        }
+    }
+    assert_eq!(seen.len(), 3, "every class is exercised: {seen:?}");
 }
