@@ -417,6 +417,15 @@ impl DecodeError {
 
 /// Decodes an AdmissionReview.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
+    // JSON is UTF-8 (RFC 8259 §8.1), and the API server sends nothing else. serde_json checks
+    // only the strings it reads, so without this a stray byte in a field pod-hardener skips
+    // would be accepted here while every other JSON reader of the same review refuses it.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(DecodeError::Malformed {
+            uid: readable_uid(body),
+            message: format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+        });
+    }
     match decode_typed(body) {
         Some(req) => Ok(req),
         None => decode_lean(body),
@@ -490,6 +499,33 @@ mod tests {
         let body = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview"});
         let err = decode(&serde_json::to_vec(&body).unwrap()).unwrap_err();
         assert_eq!(err, DecodeError::NoRequest);
+    }
+
+    /// Found by the `admission_review` fuzz target: a non-UTF-8 byte inside a key of a field
+    /// pod-hardener skips (`requestKind`) decoded, though no JSON reader accepts the body.
+    #[test]
+    fn refuses_a_body_that_is_not_utf8_even_in_a_skipped_field() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let review = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview",
+            "request": {"uid": "u-8", "kind": {"kind": "Pod", "version": "v1"},
+                "resource": {"resource": "pods", "version": "v1"},
+                "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE", "namespace": "ns", "object": pod}});
+        let text = serde_json::to_string(&review).unwrap();
+        assert!(decode(text.as_bytes()).is_ok(), "the valid body decodes");
+        // The second letter of requestKind's first key.
+        let key = "\"requestKind\":{\"";
+        let at = text.find(key).unwrap() + key.len() + 1;
+        let mut body = text.into_bytes();
+        body[at] = 0xb1;
+        assert!(serde_json::from_slice::<Value>(&body).is_err());
+        let err = decode(&body).unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        let rsp = err.into_response();
+        assert_eq!(rsp.status.as_ref().unwrap().code, Some(400));
+        assert!(!rsp.allowed);
     }
 
     #[test]
