@@ -117,19 +117,21 @@ fn bench_image_lookups(c: &mut Criterion) {
             digest: format!("sha256:{}", "a".repeat(64)),
             user: user.to_owned(),
             passwd_uid: None,
+            source: "registry.example".to_owned(),
+            credential: None,
         })
     };
     let defaults = DefaultPolicy::default().parse().expect("default policy");
     let policy = NamespacePolicy::defaults(&defaults);
     let admission_settings = AdmissionSettings::default();
     let pod = common::typical_pod();
-    let (images, _) = pod_images(&pod["spec"], &platform);
+    let images = pod_images(&pod["spec"], &platform).images;
     for image in &images {
         lookups.prime(image, &platform, facts("65532"));
     }
     c.bench_function(
         &format!("image cache: warm answer for {} images", images.len()),
-        |b| b.iter(|| runtime.block_on(lookups.catalog(black_box(&images), &platform))),
+        |b| b.iter(|| runtime.block_on(lookups.catalog(black_box(&images), &platform, None))),
     );
     let body = common::review_around(pod);
     c.bench_function(
@@ -145,8 +147,9 @@ fn bench_image_lookups(c: &mut Criterion) {
                 let Some(admission::ReviewObject::Pod(pod)) = req.object.as_ref() else {
                     panic!("a Pod create reads typed")
                 };
-                let (images, platform) = spec_images(&pod.parts.spec, &platform);
-                let catalog = runtime.block_on(lookups.catalog(&images, &platform));
+                let found = spec_images(&pod.parts.spec, &platform);
+                let catalog =
+                    runtime.block_on(lookups.catalog(&found.images, &found.platform, None));
                 admission::mutate::mutate_with_images(&req, &policy, &admission_settings, Some(catalog))
                     .response
                     .into_review_json()

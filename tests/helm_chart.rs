@@ -128,6 +128,24 @@ fn cert_manager_values_render_what_the_overlay_builds() {
     assert_same_objects(&chart, &kustomized, "cert-manager vs the overlay");
 }
 
+#[test]
+fn pod_pull_secrets_values_render_what_the_overlay_builds() {
+    let chart = helm_template(&["--set", "config.images.podPullSecrets=true"]);
+    let kustomized = kustomize("manifests/overlays/pod-pull-secrets");
+    assert_same_objects(&chart, &kustomized, "podPullSecrets vs the overlay");
+    let role = &chart["ClusterRole /pod-hardener-pull-secrets"];
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
+    );
+    assert!(
+        !helm_template(&[])
+            .keys()
+            .any(|k| k.contains("pull-secrets")),
+        "off by default"
+    );
+}
+
 fn one<'a>(objects: &'a Objects, kind: &str) -> &'a Value {
     let found: Vec<&Value> = objects.values().filter(|o| o["kind"] == kind).collect();
     assert_eq!(found.len(), 1, "one {kind}");

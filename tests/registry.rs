@@ -223,7 +223,7 @@ async fn lookups_read_every_kind_of_image_as_the_kubelet_will() {
         .map(|(name, _, _)| format!("{host}/{name}:1"))
         .collect();
     let started = Instant::now();
-    let catalog = lookups.catalog(&refs, &amd64()).await;
+    let catalog = lookups.catalog(&refs, &amd64(), None).await;
     let cold = started.elapsed();
     for (name, _, expected) in images() {
         let reference = format!("{host}/{name}:1");
@@ -244,7 +244,9 @@ async fn lookups_read_every_kind_of_image_as_the_kubelet_will() {
     // The arm64 half of the index is another image.
     let arm: Platform = "linux/arm64".parse().unwrap();
     let multi = format!("{host}/multi-platform:1");
-    let arm_catalog = lookups.catalog(std::slice::from_ref(&multi), &arm).await;
+    let arm_catalog = lookups
+        .catalog(std::slice::from_ref(&multi), &arm, None)
+        .await;
     assert!(matches!(
         verdict(&multi, arm_catalog.get(&multi)),
         UserVerdict::NamedUid { uid: 4004, .. }
@@ -252,7 +254,7 @@ async fn lookups_read_every_kind_of_image_as_the_kubelet_will() {
     // A digest reference reads the same image, verified against its digest.
     let pinned = format!("{host}/named@{}", world.digests["named"]);
     let pinned_catalog = lookups
-        .catalog(std::slice::from_ref(&pinned), &amd64())
+        .catalog(std::slice::from_ref(&pinned), &amd64(), None)
         .await;
     assert!(matches!(
         verdict(&pinned, pinned_catalog.get(&pinned)),
@@ -261,7 +263,7 @@ async fn lookups_read_every_kind_of_image_as_the_kubelet_will() {
     // A second review is answered from the cache: no lookup starts.
     let found_before = lookups.counters().found.load(Ordering::Relaxed);
     let started = Instant::now();
-    let again = lookups.catalog(&refs, &amd64()).await;
+    let again = lookups.catalog(&refs, &amd64(), None).await;
     let warm = started.elapsed();
     assert_eq!(again, catalog);
     assert_eq!(
@@ -284,7 +286,7 @@ async fn credentials_open_a_registry_that_asks_for_them() {
     let anonymous =
         ImageLookups::new(settings(&[(&host, trusting(&world.certs.ca))], |_| {})).unwrap();
     let catalog = anonymous
-        .catalog(std::slice::from_ref(&image), &amd64())
+        .catalog(std::slice::from_ref(&image), &amd64(), None)
         .await;
     let Some(ImageLookup::Unavailable(reason)) = catalog.get(&image) else {
         panic!("{catalog:?}")
@@ -310,7 +312,7 @@ async fn credentials_open_a_registry_that_asks_for_them() {
         }))
         .unwrap();
     let catalog = with_credentials
-        .catalog(std::slice::from_ref(&image), &amd64())
+        .catalog(std::slice::from_ref(&image), &amd64(), None)
         .await;
     let Some(ImageLookup::Unavailable(reason)) = catalog.get(&image) else {
         panic!("{catalog:?}")
@@ -324,7 +326,7 @@ async fn credentials_open_a_registry_that_asks_for_them() {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let catalog = with_credentials
-            .catalog(std::slice::from_ref(&image), &amd64())
+            .catalog(std::slice::from_ref(&image), &amd64(), None)
             .await;
         if matches!(
             verdict(&image, catalog.get(&image)),
@@ -347,7 +349,7 @@ async fn a_registry_whose_certificate_is_not_trusted_is_refused() {
     let image = format!("{host}/named:1");
     let untrusting = ImageLookups::new(settings(&[], |_| {})).unwrap();
     let catalog = untrusting
-        .catalog(std::slice::from_ref(&image), &amd64())
+        .catalog(std::slice::from_ref(&image), &amd64(), None)
         .await;
     let Some(ImageLookup::Unavailable(reason)) = catalog.get(&image) else {
         panic!("{catalog:?}")
@@ -368,7 +370,7 @@ async fn a_registry_whose_certificate_is_not_trusted_is_refused() {
     ))
     .unwrap();
     let catalog = skipping
-        .catalog(std::slice::from_ref(&image), &amd64())
+        .catalog(std::slice::from_ref(&image), &amd64(), None)
         .await;
     assert!(
         matches!(catalog.get(&image), Some(ImageLookup::Found(_))),
@@ -596,7 +598,7 @@ async fn registry_faults_answer_within_the_budget_and_are_recorded() {
     ];
     let refs: Vec<String> = cases.iter().map(|(r, _)| r.clone()).collect();
     let started = Instant::now();
-    let catalog = lookups.catalog(&refs, &amd64()).await;
+    let catalog = lookups.catalog(&refs, &amd64(), None).await;
     let took = started.elapsed();
     for (reference, expected) in &cases {
         let Some(ImageLookup::Unavailable(reason)) = catalog.get(reference) else {
@@ -611,7 +613,7 @@ async fn registry_faults_answer_within_the_budget_and_are_recorded() {
     // Each failure is cached for failureTTL: asking again starts nothing.
     let failed = lookups.counters().failed.load(Ordering::Relaxed);
     assert!(failed >= 10, "{failed}");
-    let again = lookups.catalog(&refs, &amd64()).await;
+    let again = lookups.catalog(&refs, &amd64(), None).await;
     assert_eq!(again, catalog);
     assert_eq!(lookups.counters().failed.load(Ordering::Relaxed), failed);
 }
@@ -644,9 +646,11 @@ async fn a_slow_registry_costs_a_review_its_budget_only_and_the_next_review_the_
     let slow = format!("{fake}/slow:1");
     let fast = format!("{host}/named:1");
     // Warm the fast image, so the review below needs no network for it.
-    lookups.catalog(std::slice::from_ref(&fast), &amd64()).await;
+    lookups
+        .catalog(std::slice::from_ref(&fast), &amd64(), None)
+        .await;
     let catalog = lookups
-        .catalog(&[slow.clone(), fast.clone()], &amd64())
+        .catalog(&[slow.clone(), fast.clone()], &amd64(), None)
         .await;
     let Some(ImageLookup::Unavailable(reason)) = catalog.get(&slow) else {
         panic!("{catalog:?}")
@@ -663,7 +667,9 @@ async fn a_slow_registry_costs_a_review_its_budget_only_and_the_next_review_the_
     let reason = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         waited += 1;
-        let next = lookups.catalog(std::slice::from_ref(&slow), &amd64()).await;
+        let next = lookups
+            .catalog(std::slice::from_ref(&slow), &amd64(), None)
+            .await;
         match next.get(&slow) {
             Some(ImageLookup::Unavailable(r)) if !r.contains("review budget") => break r.clone(),
             other => assert!(waited < 50, "still {other:?}"),
@@ -684,7 +690,9 @@ async fn a_slow_registry_costs_a_review_its_budget_only_and_the_next_review_the_
     let failed = lookups.counters().failed.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let budget_exceeded = lookups.counters().budget_exceeded.load(Ordering::Relaxed);
-    let stale = lookups.catalog(std::slice::from_ref(&slow), &amd64()).await;
+    let stale = lookups
+        .catalog(std::slice::from_ref(&slow), &amd64(), None)
+        .await;
     assert_eq!(stale.get(&slow), Some(&ImageLookup::Unavailable(reason)));
     assert_eq!(
         lookups.counters().budget_exceeded.load(Ordering::Relaxed),
@@ -931,7 +939,7 @@ async fn mirrors_are_tried_in_order_before_the_registry() {
     .unwrap();
     let image = format!("{origin}/named:1");
     let catalog = lookups
-        .catalog(std::slice::from_ref(&image), &amd64())
+        .catalog(std::slice::from_ref(&image), &amd64(), None)
         .await;
     let Some(ImageLookup::Found(facts)) = catalog.get(&image) else {
         panic!("{catalog:?}\n{}", world.registry.log_tail())
@@ -950,7 +958,7 @@ async fn mirrors_are_tried_in_order_before_the_registry() {
     ))
     .unwrap();
     let catalog = without
-        .catalog(std::slice::from_ref(&image), &amd64())
+        .catalog(std::slice::from_ref(&image), &amd64(), None)
         .await;
     let Some(ImageLookup::Unavailable(reason)) = catalog.get(&image) else {
         panic!("{catalog:?}")
@@ -959,4 +967,170 @@ async fn mirrors_are_tried_in_order_before_the_registry() {
         reason.contains(&format!("cannot reach https://{origin}")),
         "{reason}"
     );
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret `name` with `password` for `puller` at `host`.
+fn pull_secret(name: &str, host: &str, password: &str) -> k8s_openapi::api::core::v1::Secret {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let config = json!({"auths": {host: {"auth": b64(&format!("puller:{password}"))}}});
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": b64(&config.to_string())},
+    }))
+    .unwrap()
+}
+
+/// What `lookups` learn of `image` for a Pod in `namespace` that names the pull Secrets `names`.
+async fn look_up_for_pod(
+    lookups: &ImageLookups,
+    image: &str,
+    namespace: &str,
+    names: &[&str],
+) -> ImageLookup {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let secrets = pod_hardener::registry::PodPullSecrets::new(namespace, &names);
+    let image = image.to_owned();
+    let catalog = lookups
+        .catalog(std::slice::from_ref(&image), &amd64(), secrets.as_ref())
+        .await;
+    catalog.get(&image).unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_pull_secrets_open_a_private_registry_for_that_pod_only() {
+    use common::control_plane::ControlPlane;
+    use common::tools::{run_tool, tools};
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::api::{Api, PostParams};
+
+    let world = world().await;
+    let control_plane = ControlPlane::start_async().await;
+    let admin = control_plane.admin_client().await;
+    let host = world.auth_registry.host.clone();
+    let image = format!("{host}/named:1");
+    for namespace in ["team-a", "team-b", "team-c"] {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+    let create = |namespace: &'static str, secret: Secret| {
+        let api = Api::<Secret>::namespaced(admin.clone(), namespace);
+        async move { api.create(&PostParams::default(), &secret).await.unwrap() }
+    };
+    create("team-a", pull_secret("regcred", &host, "s3cret")).await;
+    create("team-c", pull_secret("regcred", &host, "stale")).await;
+    create("team-c", pull_secret("good", &host, "s3cret")).await;
+    let opaque: Secret = serde_json::from_value(json!({"metadata": {"name": "opaque"},
+        "type": "Opaque", "data": {".dockerconfigjson": "e30="}}))
+    .unwrap();
+    create("team-c", opaque).await;
+    // The shipped opt-in RBAC, for pod-hardener's ServiceAccount.
+    let rbac = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests/overlays/pod-pull-secrets/rbac.yaml");
+    let applied = run_tool(
+        std::process::Command::new(tools().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(control_plane.kubeconfig_path())
+            .arg("apply")
+            .arg("-f")
+            .arg(&rbac),
+        b"",
+    );
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let as_pod_hardener = control_plane
+        .client_as(
+            "system:serviceaccount:pod-hardener:pod-hardener",
+            &["system:serviceaccounts"],
+        )
+        .await;
+
+    let with_pod_secrets = |client: kube::Client| {
+        let lookups = ImageLookups::new(settings(&[(&host, trusting(&world.certs.ca))], |c| {
+            c.pod_pull_secrets = true;
+        }))
+        .unwrap();
+        assert!(lookups.read_pull_secrets_with(client));
+        lookups
+    };
+    let lookups = with_pod_secrets(as_pod_hardener);
+    let look = |namespace: &'static str, names: &'static [&'static str]| {
+        look_up_for_pod(&lookups, &image, namespace, names)
+    };
+    let unavailable = |lookup: ImageLookup| match lookup {
+        ImageLookup::Unavailable(reason) => reason,
+        found => panic!("expected a failure: {found:?}"),
+    };
+
+    // The Pod's Secret opens the registry, and the record will say which one did.
+    let ImageLookup::Found(facts) = look("team-a", &["regcred"]).await else {
+        panic!("team-a's regcred: {}", world.auth_registry.log_tail())
+    };
+    assert_eq!(facts.passwd_uid, Some(1001));
+    assert_eq!(facts.credential.as_deref(), Some("imagePullSecret:regcred"));
+    assert_eq!(facts.source, host);
+    // Another Pod without the Secret is not answered with what only the Secret could read.
+    let reason = unavailable(look("team-b", &[]).await);
+    assert!(reason.contains("none are configured"), "{reason}");
+    let reason = unavailable(look("team-b", &["regcred"]).await);
+    assert!(
+        reason.contains("imagePullSecrets not used: regcred: not found"),
+        "{reason}"
+    );
+    // A refused credential gives way to the next, as the kubelet tries them in turn.
+    let ImageLookup::Found(facts) = look("team-c", &["regcred", "good"]).await else {
+        panic!("team-c's good")
+    };
+    assert_eq!(facts.credential.as_deref(), Some("imagePullSecret:good"));
+    let reason = unavailable(look("team-c", &["regcred"]).await);
+    assert!(reason.contains("401"), "{reason}");
+    assert!(!reason.contains("stale"), "no secret in a reason: {reason}");
+    let reason = unavailable(look("team-c", &["opaque"]).await);
+    assert!(reason.contains("opaque: type Opaque"), "{reason}");
+
+    // Without the RBAC, the Secret is forbidden and the lookup says so.
+    let nobody = with_pod_secrets(control_plane.client_as("nobody", &[]).await);
+    let reason = unavailable(look_up_for_pod(&nobody, &image, "team-a", &["regcred"]).await);
+    assert!(reason.contains("regcred: Forbidden (403)"), "{reason}");
+    // Off (the default), the Pod's Secrets are never read.
+    let off = ImageLookups::new(settings(&[(&host, trusting(&world.certs.ca))], |_| {})).unwrap();
+    assert!(!off.read_pull_secrets_with(control_plane.admin_client().await));
+    let reason = unavailable(look_up_for_pod(&off, &image, "team-a", &["regcred"]).await);
+    assert!(reason.contains("none are configured"), "{reason}");
+
+    // Through the webhook: the Pod is hardened as its image allows, and the record names the
+    // endpoint and the Secret.
+    let state = restricted_state(lookups.clone());
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "private", "namespace": "team-a"},
+        "spec": {"imagePullSecrets": [{"name": "regcred"}],
+            "containers": [{"name": "app", "image": image}]},
+    });
+    let mut review = support::pod_review("uid-private", "CREATE", pod.clone(), None);
+    review["request"]["namespace"] = json!("team-a");
+    let response = post(&state, "/mutate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let hardened = support::apply_patch(&pod, &response);
+    let context = &hardened["spec"]["containers"][0]["securityContext"];
+    assert_eq!(context["runAsUser"], 1001, "{hardened}");
+    let record: Value = serde_json::from_str(
+        hardened["metadata"]["annotations"][pod_hardener::harden::record::RECORD_ANNOTATION]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["images"][0]["credential"], "imagePullSecret:regcred",
+        "{record}"
+    );
+    assert_eq!(record["images"][0]["source"], json!(host), "{record}");
 }

@@ -609,6 +609,7 @@ fn mutate_with_image_facts_never_admits_a_pod_the_kubelet_would_refuse() {
             digest: "sha256:1".into(),
             user: user.into(),
             passwd_uid: None,
+            ..ImageFacts::default()
         })
     };
     // A root image: runAsNonRoot is not filled, so PSA's denial (not the kubelet's

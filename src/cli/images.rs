@@ -50,6 +50,12 @@ struct CachedFacts {
     digest: String,
     user: String,
     passwd_uid: Option<i64>,
+    /// The endpoint that answered (absent in caches written before it was recorded).
+    #[serde(default)]
+    source: String,
+    /// The credential it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credential: Option<String>,
     /// Seconds since the epoch when it was looked up.
     fetched_at: u64,
 }
@@ -125,10 +131,12 @@ impl CliLookups {
     /// the registries.
     pub fn catalog(&self, spec: &Value) -> ImageCatalog {
         let settings = self.lookups.settings();
-        let (images, platform) = pod_images(spec, &settings.default_platform);
+        // No cluster here: the pull Secrets a spec names are not read.
+        let found = pod_images(spec, &settings.default_platform);
+        let platform = found.platform;
         let mut catalog = ImageCatalog::new();
         let mut missing = Vec::new();
-        for image in images {
+        for image in found.images {
             match self.read_cached(&image, &platform) {
                 Some(facts) => catalog.insert(image, ImageLookup::Found(facts)),
                 None => missing.push(image),
@@ -139,7 +147,7 @@ impl CliLookups {
         }
         let fetched = self
             .runtime
-            .block_on(self.lookups.catalog(&missing, &platform));
+            .block_on(self.lookups.catalog(&missing, &platform, None));
         for image in missing {
             if let Some(lookup) = fetched.get(&image) {
                 if let ImageLookup::Found(facts) = lookup {
@@ -174,6 +182,8 @@ impl CliLookups {
             digest: cached.digest,
             user: cached.user,
             passwd_uid: cached.passwd_uid,
+            source: cached.source,
+            credential: cached.credential,
         })
     }
 
@@ -187,6 +197,8 @@ impl CliLookups {
             digest: facts.digest.clone(),
             user: facts.user.clone(),
             passwd_uid: facts.passwd_uid,
+            source: facts.source.clone(),
+            credential: facts.credential.clone(),
             fetched_at: now_secs(),
         };
         // Written aside and renamed: a concurrent render never reads half a file. A cache that

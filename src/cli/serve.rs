@@ -135,10 +135,11 @@ fn prepare_dev_certs(file: &mut ConfigFile, dir: Option<&PathBuf>) -> Result<Pat
     Ok(written.ca_cert)
 }
 
+/// The namespace policies, and the cluster client they watch with when a cluster is used.
 async fn namespace_policies(
     config: &Config,
     shutdown: &CancellationToken,
-) -> Result<NamespacePolicies, ServeError> {
+) -> Result<(NamespacePolicies, Option<kube::Client>), ServeError> {
     let fixed = || {
         let d = config.defaults;
         tracing::info!(
@@ -149,24 +150,24 @@ async fn namespace_policies(
     };
     let source = config.namespace_source;
     if source == NamespaceSource::Static {
-        return Ok(fixed());
+        return Ok((fixed(), None));
     }
     let client = match reachable_client().await {
         Ok(client) => client,
         Err(why) if source == NamespaceSource::Auto => {
             tracing::info!(reason = %why, "No cluster reachable");
-            return Ok(fixed());
+            return Ok((fixed(), None));
         }
         Err(why) => return Err(ServeError::NoCluster(why)),
     };
     tracing::info!("Watching namespace labels");
     let cache = ClusterCache::start(
-        client,
+        client.clone(),
         config.defaults,
         config.namespace_lookup_timeout,
         shutdown.clone(),
     );
-    Ok(NamespacePolicies::Cluster(cache))
+    Ok((NamespacePolicies::Cluster(cache), Some(client)))
 }
 
 /// How long the API server has to answer the start-up version request.
@@ -213,8 +214,21 @@ pub async fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // The namespace watch outlives the signal: the server goes on deciding reviews during its
     // drain grace, with labels kept current.
     let stopped = CancellationToken::new();
-    let namespaces = namespace_policies(&config, &stopped).await?;
+    let (namespaces, cluster) = namespace_policies(&config, &stopped).await?;
     let server = BoundServer::bind(config, namespaces).await?;
+    if let Some(images) = &server.state().images
+        && images.settings().pod_pull_secrets
+    {
+        match cluster {
+            Some(client) => {
+                images.read_pull_secrets_with(client);
+                tracing::info!("Image lookups offer the credentials of Pods' imagePullSecrets");
+            }
+            None => tracing::warn!(
+                "images.podPullSecrets is on, but no cluster is used: Pods' imagePullSecrets are not read"
+            ),
+        }
+    }
     if let (Some(ca), Ok(addr)) = (dev_ca, server.webhook_addr()) {
         tracing::info!(ca = %ca.display(), "Development mode: throw-away certificate for localhost");
         eprintln!(

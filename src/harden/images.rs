@@ -38,7 +38,7 @@ impl ImageUser {
 }
 
 /// What a lookup learned about one image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageFacts {
     /// The digest of the image manifest the config came from (for the record: tags move).
     pub digest: String,
@@ -46,6 +46,12 @@ pub struct ImageFacts {
     pub user: String,
     /// For a named user: its UID in the image's `/etc/passwd`, if the file names it.
     pub passwd_uid: Option<i64>,
+    /// The endpoint that answered, `host[:port]`: the registry's, or a mirror's (empty when
+    /// unknown, as for a cache primed by hand).
+    pub source: String,
+    /// The credential it accepted: `imagePullSecret:<name>` or `credentialsFile`; `None` when
+    /// the registry answered anonymously.
+    pub credential: Option<String>,
 }
 
 /// The outcome of looking an image up.
@@ -169,6 +175,7 @@ mod tests {
             digest: "sha256:0".into(),
             user: user.into(),
             passwd_uid,
+            ..ImageFacts::default()
         })
     }
 

@@ -26,7 +26,7 @@ pub use hardener::{HardenError, Hardener, Hardening};
 pub use images::{ImageCatalog, ImageFacts, ImageLookup};
 pub use opt_out::{OptOuts, SKIP_ANNOTATION};
 pub use plan::{Change, Edit, Plan, Skip, SkipReason, Target};
-pub use planner::Scope;
+pub use planner::{Scope, TMP_MOUNT_PATH, TMP_VOLUME_NAME};
 pub use profile::{HardeningSettings, Mode, Profile};
 pub use record::{RECORD_ANNOTATION, Record};
 

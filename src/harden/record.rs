@@ -9,12 +9,14 @@
 //!  "changes":[{"control":"runAsNonRoot","target":"pod","value":true},
 //!             {"control":"allowPrivilegeEscalation","target":"containers/app","value":false,"overrode":true}],
 //!  "skips":[{"control":"readOnlyRootFilesystem","target":"containers/app","reason":"explicit-value","detail":"readOnlyRootFilesystem: false"}],
-//!  "images":[{"target":"containers/app","image":"registry.example/app:1","digest":"sha256:...","user":"app","uid":1001}]}
+//!  "images":[{"target":"containers/app","image":"registry.example/app:1","digest":"sha256:...","user":"app","uid":1001,
+//!             "source":"registry.example","credential":"imagePullSecret:regcred"}]}
 //! ```
 //!
 //! `images` appears when image lookups decided `runAsNonRoot`: for each container whose user its
 //! image decides, the image's digest and configured user (and the UID its `/etc/passwd` gives a
-//! named user), or why it could not be read.
+//! named user), the endpoint that answered and the credential it took, or why it could not be
+//! read.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,6 +81,13 @@ pub struct RecordedImage {
     /// A named user's UID in the image's `/etc/passwd`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<i64>,
+    /// The endpoint that answered (`host[:port]`, a mirror's when a mirror did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The credential the endpoint accepted (`imagePullSecret:<name>`, `credentialsFile`);
+    /// absent when it answered anonymously.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     /// Why the config could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
@@ -92,6 +101,8 @@ impl RecordedImage {
             digest: None,
             user: None,
             uid: None,
+            source: None,
+            credential: None,
             unavailable: None,
         };
         match &finding.lookup {
@@ -99,6 +110,8 @@ impl RecordedImage {
                 recorded.digest = Some(facts.digest.clone());
                 recorded.user = Some(facts.user.clone());
                 recorded.uid = facts.passwd_uid;
+                recorded.source = Some(facts.source.clone()).filter(|s| !s.is_empty());
+                recorded.credential = facts.credential.clone();
             }
             ImageLookup::Unavailable(why) => recorded.unavailable = Some(why.clone()),
         }

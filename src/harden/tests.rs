@@ -1781,6 +1781,7 @@ fn image_facts(user: &str, passwd_uid: Option<i64>) -> ImageLookup {
         digest: format!("sha256:{user}"),
         user: user.to_owned(),
         passwd_uid,
+        ..ImageFacts::default()
     })
 }
 
@@ -2029,6 +2030,7 @@ fn the_record_says_what_was_learned_about_each_image() {
             digest: "sha256:abc".into(),
             user: "app".into(),
             passwd_uid: Some(1001),
+            ..ImageFacts::default()
         }),
     );
     let hardener = Hardener::new(profile(Level::Restricted, Mode::Fill)).with_images(catalog);

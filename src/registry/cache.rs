@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::client::{ClientError, RegistryClient};
 use super::lookup;
 use super::manifest::Platform;
+use super::pull_secrets::{PodKeyrings, PodPullSecrets, PullSecretReader};
 use super::settings::LookupSettings;
 use crate::harden::images::{ImageCatalog, ImageLookup};
 
@@ -29,6 +30,9 @@ struct Key {
     /// `docker.io/library/busybox:latest` apart.
     image: String,
     platform: Platform,
+    /// The Pod's pull Secrets, when they take part: what they open is cached apart, so that a
+    /// Pod without them is never answered with what only they could read.
+    pull_secrets: Option<PodPullSecrets>,
 }
 
 #[derive(Debug)]
@@ -69,6 +73,8 @@ pub struct LookupCounters {
 struct Inner {
     client: RegistryClient,
     settings: LookupSettings,
+    /// Set once a cluster client exists, when `images.podPullSecrets` is on.
+    pull_secrets: OnceLock<PullSecretReader>,
     state: Mutex<State>,
     counters: LookupCounters,
 }
@@ -102,10 +108,21 @@ impl ImageLookups {
             inner: Arc::new(Inner {
                 client: RegistryClient::new(&settings)?,
                 settings,
+                pull_secrets: OnceLock::new(),
                 state: Mutex::new(State::default()),
                 counters: LookupCounters::default(),
             }),
         })
+    }
+
+    /// Reads Pods' pull Secrets with `client` from now on, when `images.podPullSecrets` is on
+    /// (the first client given stays). Returns whether they will be read.
+    pub fn read_pull_secrets_with(&self, client: kube::Client) -> bool {
+        if !self.inner.settings.pod_pull_secrets {
+            return false;
+        }
+        let _ = self.inner.pull_secrets.set(PullSecretReader::new(client));
+        true
     }
 
     /// The settings.
@@ -132,8 +149,14 @@ impl ImageLookups {
     }
 
     /// What is known about each of `images` (as the pod spec writes them) for `platform`, within
-    /// the review budget.
-    pub async fn catalog(&self, images: &[String], platform: &Platform) -> ImageCatalog {
+    /// the review budget; with the Pod's pull Secrets when it names some and they are read.
+    pub async fn catalog(
+        &self,
+        images: &[String],
+        platform: &Platform,
+        pull_secrets: Option<&PodPullSecrets>,
+    ) -> ImageCatalog {
+        let pull_secrets = pull_secrets.filter(|_| self.inner.pull_secrets.get().is_some());
         let budget = self.inner.settings.review_budget;
         let deadline = Instant::now() + budget;
         let mut catalog = ImageCatalog::new();
@@ -142,7 +165,7 @@ impl ImageLookups {
             if catalog.get(image).is_some() || pending.iter().any(|(i, _, _)| i == image) {
                 continue;
             }
-            match self.start(image, platform) {
+            match self.start(image, platform, pull_secrets) {
                 Started::Ready(lookup) => catalog.insert(image.clone(), lookup),
                 Started::Pending(shared, worth_waiting) => {
                     pending.push((image.clone(), shared, worth_waiting.min(deadline)));
@@ -171,10 +194,16 @@ impl ImageLookups {
     }
 
     /// The cached answer for `image`, or the lookup in flight for it, or a new one.
-    fn start(&self, image: &str, platform: &Platform) -> Started {
+    fn start(
+        &self,
+        image: &str,
+        platform: &Platform,
+        pull_secrets: Option<&PodPullSecrets>,
+    ) -> Started {
         let key = Key {
             image: image.to_owned(),
             platform: platform.clone(),
+            pull_secrets: pull_secrets.cloned(),
         };
         let counters = &self.inner.counters;
         let mut state = self.lock();
@@ -237,8 +266,22 @@ impl ImageLookups {
         let pinned = reference.digest().is_some();
         let task = tokio::spawn(async move {
             let settings = &this.inner.settings;
-            let result =
-                lookup::look_up(&this.inner.client, settings, &reference, &task_key.platform).await;
+            let pod = match (&task_key.pull_secrets, this.inner.pull_secrets.get()) {
+                (Some(secrets), Some(reader)) => {
+                    reader
+                        .read(secrets, Instant::now() + settings.request_timeout)
+                        .await
+                }
+                _ => PodKeyrings::default(),
+            };
+            let result = lookup::look_up(
+                &this.inner.client,
+                settings,
+                &reference,
+                &task_key.platform,
+                &pod,
+            )
+            .await;
             let lookup = match result {
                 Ok(learned) => {
                     this.inner.counters.found.fetch_add(1, Ordering::Relaxed);
@@ -284,6 +327,7 @@ impl ImageLookups {
         let key = Key {
             image: image.to_owned(),
             platform: platform.clone(),
+            pull_secrets: None,
         };
         self.store(key, lookup, expires);
     }

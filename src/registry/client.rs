@@ -102,6 +102,18 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// Whether the registry refused the credentials offered (or their absence): another
+    /// credential may be accepted.
+    pub fn refused_credentials(&self) -> bool {
+        match self {
+            RequestError::Auth { .. } => true,
+            RequestError::Status { status, .. } => {
+                *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the next endpoint (a mirror's origin) may do better: the endpoint was unreachable,
     /// slow, failing, or lacks the image; not when the answer is about the request itself.
     pub fn try_next_endpoint(&self) -> bool {

@@ -82,6 +82,15 @@ pub struct Keyring {
     by_host: BTreeMap<String, Credential>,
 }
 
+/// serde_json's position, never its message (which can quote the input).
+fn not_docker_config(e: &serde_json::Error) -> String {
+    format!(
+        "not a Docker config file (line {}, column {})",
+        e.line(),
+        e.column()
+    )
+}
+
 /// The registry host of a config key: `https://index.docker.io/v1/` is `index.docker.io`.
 fn key_host(key: &str) -> String {
     let without_scheme = key
@@ -130,17 +139,26 @@ impl Keyring {
         })
     }
 
-    /// Reads the JSON of a Docker config file; the error never quotes the input.
+    /// Reads the JSON of a Docker config file (`{"auths": {host: ...}}`, the form of
+    /// `~/.docker/config.json` and a `kubernetes.io/dockerconfigjson` Secret); the error never
+    /// quotes the input.
     pub fn parse(json: &[u8]) -> Result<Keyring, String> {
-        let config: DockerConfig = serde_json::from_slice(json).map_err(|e| {
-            format!(
-                "not a Docker config file (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-        })?;
+        let config: DockerConfig =
+            serde_json::from_slice(json).map_err(|e| not_docker_config(&e))?;
+        Keyring::from_auths(config.auths)
+    }
+
+    /// Reads the legacy `.dockercfg` form (`{host: ...}`, without `auths`) of a
+    /// `kubernetes.io/dockercfg` Secret, which the kubelet still honours.
+    pub fn parse_legacy(json: &[u8]) -> Result<Keyring, String> {
+        let auths: BTreeMap<String, DockerAuth> =
+            serde_json::from_slice(json).map_err(|e| not_docker_config(&e))?;
+        Keyring::from_auths(auths)
+    }
+
+    fn from_auths(auths: BTreeMap<String, DockerAuth>) -> Result<Keyring, String> {
         let mut by_host = BTreeMap::new();
-        for (key, auth) in config.auths {
+        for (key, auth) in auths {
             let host = key_host(&key);
             let credential = match (auth.username, auth.password, auth.auth, auth.identity_token) {
                 (Some(username), Some(password), _, _) => Credential { username, password },
@@ -211,6 +229,22 @@ mod tests {
         assert_eq!(user("a.b.corp.example"), None);
         assert_eq!(user("token.example"), Some("<token>"));
         assert_eq!(user("empty.example"), None);
+    }
+
+    #[test]
+    fn reads_the_legacy_dockercfg_form() {
+        let keyring =
+            Keyring::parse_legacy(br#"{"registry.local:5000":{"auth":"dTpw","email":"e@x"}}"#)
+                .expect("parse");
+        let credential = keyring.for_host("registry.local:5000").expect("entry");
+        assert_eq!(
+            (credential.username.as_str(), credential.password.as_str()),
+            ("u", "p")
+        );
+        // The new form read as the old one is a host named `auths` without credentials.
+        let misread =
+            Keyring::parse_legacy(br#"{"auths":{"r.example":{"auth":"dTpw"}}}"#).expect("parse");
+        assert_eq!(misread.for_host("r.example"), None);
     }
 
     #[test]

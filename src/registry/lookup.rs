@@ -9,11 +9,12 @@ use oci_spec::distribution::Reference;
 use tokio::time::Instant;
 
 use super::client::{RegistryClient, RequestError, Session, content_type, read_limited};
-use super::credentials::{CredentialsError, Keyring};
+use super::credentials::{Credential, CredentialsError, Keyring};
 use super::manifest::{
     self, Fetched, FormatError, LayerCompression, MANIFEST_ACCEPT, Platform, layer_compression,
 };
 use super::passwd::{LayerScan, ScanError, ScanLimits, passwd_uid, scan_layer};
+use super::pull_secrets::PodKeyrings;
 use super::settings::LookupSettings;
 use crate::harden::images::{ImageFacts, ImageUser};
 
@@ -55,6 +56,14 @@ pub enum LookupError {
     /// The whole lookup took longer than `images.lookupTimeout`.
     #[error("lookup took longer than images.lookupTimeout ({0:?})")]
     Timeout(std::time::Duration),
+    /// The lookup failed, and some of the Pod's pull Secrets gave no credentials.
+    #[error("{source} (imagePullSecrets not used: {problems})")]
+    PullSecrets {
+        /// Why the lookup failed.
+        source: Box<LookupError>,
+        /// `<name>: <why>` per Secret.
+        problems: String,
+    },
 }
 
 /// Parses an image reference as the container runtime does (Docker Hub's defaults included).
@@ -73,12 +82,16 @@ pub struct Learned {
     pub endpoint: String,
 }
 
-/// Looks `reference` up for `platform` through every endpoint of its registry in turn.
+/// Looks `reference` up for `platform` through every endpoint of its registry in turn, at each
+/// with the credentials the kubelet would offer it: the Pod's pull Secrets' (`pod`, in order),
+/// then the credentials file's, the next tried when one is refused; anonymously when none has
+/// any for the endpoint.
 pub async fn look_up(
     client: &RegistryClient,
     settings: &LookupSettings,
     reference: &Reference,
     platform: &Platform,
+    pod: &PodKeyrings,
 ) -> Result<Learned, LookupError> {
     let deadline = Instant::now() + settings.lookup_timeout;
     let keyring = match &settings.credentials_file {
@@ -87,47 +100,86 @@ pub async fn look_up(
     };
     let registry = reference.registry();
     let mut last_error = None;
-    for endpoint in settings.endpoints(registry) {
-        // A mirror gets the mirror's credentials; the registry its own.
+    'endpoints: for endpoint in settings.endpoints(registry) {
         let host = endpoint
             .base
             .split_once("://")
-            .map_or(endpoint.base.as_str(), |(_, h)| h);
-        let credential = keyring
-            .for_host(host)
-            .or_else(|| keyring.for_host(registry))
-            .cloned();
-        let mut session = Session::new(
-            client,
-            endpoint.base.clone(),
-            reference.repository().to_owned(),
-            endpoint.mirror_of.as_deref(),
-            credential,
-            deadline,
-        );
-        let attempt = tokio::time::timeout_at(
-            deadline,
-            look_up_at(&mut session, settings, reference, platform, deadline),
-        )
-        .await
-        .unwrap_or(Err(LookupError::Timeout(settings.lookup_timeout)));
-        match attempt {
-            Ok(facts) => {
-                return Ok(Learned {
-                    facts,
-                    endpoint: endpoint.base,
-                });
+            .map_or(endpoint.base.as_str(), |(_, h)| h)
+            .to_owned();
+        // A mirror gets the mirror's credentials; the registry its own.
+        let for_endpoint = |keyring: &Keyring| {
+            keyring
+                .for_host(&host)
+                .or_else(|| keyring.for_host(registry))
+                .cloned()
+        };
+        let mut offers: Vec<(Option<Credential>, Option<String>)> = pod
+            .keyrings
+            .iter()
+            .filter_map(|(name, k)| {
+                for_endpoint(k).map(|c| (Some(c), Some(format!("imagePullSecret:{name}"))))
+            })
+            .collect();
+        if let Some(credential) = for_endpoint(&keyring) {
+            offers.push((Some(credential), Some("credentialsFile".to_owned())));
+        }
+        if offers.is_empty() {
+            offers.push((None, None));
+        }
+        let count = offers.len();
+        for (tried, (credential, credential_name)) in offers.into_iter().enumerate() {
+            let mut session = Session::new(
+                client,
+                endpoint.base.clone(),
+                reference.repository().to_owned(),
+                endpoint.mirror_of.as_deref(),
+                credential,
+                deadline,
+            );
+            let attempt = tokio::time::timeout_at(
+                deadline,
+                look_up_at(&mut session, settings, reference, platform, deadline),
+            )
+            .await
+            .unwrap_or(Err(LookupError::Timeout(settings.lookup_timeout)));
+            match attempt {
+                Ok(mut facts) => {
+                    facts.source = host;
+                    facts.credential = credential_name;
+                    return Ok(Learned {
+                        facts,
+                        endpoint: endpoint.base,
+                    });
+                }
+                Err(LookupError::Request(e)) if e.refused_credentials() && tried + 1 < count => {
+                    tracing::debug!(endpoint = %endpoint.base, error = %e, "Image lookup: trying the next credential");
+                    last_error = Some(LookupError::Request(e));
+                }
+                Err(LookupError::Request(e)) if e.try_next_endpoint() => {
+                    tracing::debug!(endpoint = %endpoint.base, error = %e, "Image lookup: trying the next endpoint");
+                    last_error = Some(LookupError::Request(e));
+                    continue 'endpoints;
+                }
+                Err(e) => return Err(with_secret_problems(e, pod)),
             }
-            Err(LookupError::Request(e)) if e.try_next_endpoint() => {
-                tracing::debug!(endpoint = %endpoint.base, error = %e, "Image lookup: trying the next endpoint");
-                last_error = Some(LookupError::Request(e));
-            }
-            Err(e) => return Err(e),
         }
     }
-    Err(last_error.unwrap_or(LookupError::InvalidReference(format!(
+    let error = last_error.unwrap_or(LookupError::InvalidReference(format!(
         "no endpoint for registry {registry}"
-    ))))
+    )));
+    Err(with_secret_problems(error, pod))
+}
+
+/// A failed lookup's error, with why the Pod's pull Secrets gave no credentials when some did
+/// not: the likely reason a private registry refused.
+fn with_secret_problems(error: LookupError, pod: &PodKeyrings) -> LookupError {
+    if pod.problems.is_empty() {
+        return error;
+    }
+    LookupError::PullSecrets {
+        source: Box::new(error),
+        problems: pod.problems.join("; "),
+    }
 }
 
 async fn fetch_manifest(
@@ -242,6 +294,7 @@ async fn look_up_at(
         digest,
         user,
         passwd_uid,
+        ..ImageFacts::default()
     })
 }
 

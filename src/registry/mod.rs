@@ -15,30 +15,48 @@ pub mod credentials;
 pub mod lookup;
 pub mod manifest;
 pub mod passwd;
+pub mod pull_secrets;
 pub mod settings;
 
 pub use cache::ImageLookups;
 pub use manifest::Platform;
+pub use pull_secrets::PodPullSecrets;
 pub use settings::{ImageLookupConfig, LookupSettings};
 
 use k8s_openapi::api::core::v1::PodSpec;
 use serde::Deserialize as _;
 use serde_json::Value;
 
+/// What lookups need from a pod spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodImages {
+    /// Its images (containers, init containers, ephemeral containers: each once, in spec order).
+    pub images: Vec<String>,
+    /// The platform it will run on.
+    pub platform: Platform,
+    /// The pull Secrets it names, each once, in its order.
+    pub pull_secrets: Vec<String>,
+}
+
 /// The images of a pod spec in JSON form: [`spec_images`] of it read typed; none (and `default`)
 /// when it does not read, as hardening will then refuse it anyway.
-pub fn pod_images(spec: &Value, default: &Platform) -> (Vec<String>, Platform) {
+pub fn pod_images(spec: &Value, default: &Platform) -> PodImages {
     match PodSpec::deserialize(spec) {
         Ok(spec) => spec_images(&spec, default),
-        Err(_) => (Vec::new(), default.clone()),
+        Err(_) => PodImages {
+            images: Vec::new(),
+            platform: default.clone(),
+            pull_secrets: Vec::new(),
+        },
     }
 }
 
 /// The images of a pod spec (containers, init containers, ephemeral containers: each once, in spec
-/// order) and the platform it will run on: `kubernetes.io/os` and `kubernetes.io/arch` from its
-/// node selector, else from a required node affinity term that pins one value, else `default`.
-/// Windows pods are looked up too (the verdicts skip them, as the kubelet checks names there).
-pub fn spec_images(spec: &PodSpec, default: &Platform) -> (Vec<String>, Platform) {
+/// order), its pull Secrets, and the platform it will run on: `kubernetes.io/os` and
+/// `kubernetes.io/arch` from its node selector, else from a required node affinity term that pins
+/// one value, else `default`. Windows pods are looked up too (the verdicts skip them, as the
+/// kubelet checks names there).
+pub fn spec_images(spec: &PodSpec, default: &Platform) -> PodImages {
     let mut images: Vec<String> = Vec::new();
     let containers = spec
         .init_containers
@@ -88,7 +106,17 @@ pub fn spec_images(spec: &PodSpec, default: &Platform) -> (Vec<String>, Platform
         os: label("kubernetes.io/os").unwrap_or_else(|| default.os.clone()),
         architecture: label("kubernetes.io/arch").unwrap_or_else(|| default.architecture.clone()),
     };
-    (images, platform)
+    let mut pull_secrets: Vec<String> = Vec::new();
+    for reference in spec.image_pull_secrets.iter().flatten() {
+        if !reference.name.is_empty() && !pull_secrets.contains(&reference.name) {
+            pull_secrets.push(reference.name.clone());
+        }
+    }
+    PodImages {
+        images,
+        platform,
+        pull_secrets,
+    }
 }
 
 #[cfg(test)]
@@ -99,23 +127,25 @@ mod tests {
     #[test]
     fn reads_images_once_and_the_platform_from_selector_or_affinity() {
         let default: Platform = "linux/amd64".parse().expect("platform");
-        let (images, platform) = pod_images(
+        let found = pod_images(
             &json!({
                 "initContainers": [{"name": "i", "image": "init:1"}],
                 "containers": [{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}, {"name": "c"}],
-                "nodeSelector": {"kubernetes.io/arch": "arm64"}
+                "nodeSelector": {"kubernetes.io/arch": "arm64"},
+                "imagePullSecrets": [{"name": "b"}, {"name": "a"}, {"name": "b"}, {"name": ""}]
             }),
             &default,
         );
-        assert_eq!(images, ["init:1", "app:1"]);
-        assert_eq!(platform.to_string(), "linux/arm64");
+        assert_eq!(found.images, ["init:1", "app:1"]);
+        assert_eq!(found.platform.to_string(), "linux/arm64");
+        assert_eq!(found.pull_secrets, ["b", "a"]);
         let affinity = |terms: Value| {
             pod_images(
                 &json!({"containers": [], "affinity": {"nodeAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}),
                 &default,
             )
-            .1
+            .platform
             .to_string()
         };
         let term = |arch: &[&str]| json!({"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": arch}]});

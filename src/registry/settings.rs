@@ -74,6 +74,10 @@ pub struct ImageLookupConfig {
     pub credentials_file: Option<PathBuf>,
     /// Per registry host: mirrors, CA, TLS verification, plain HTTP.
     pub registries: BTreeMap<String, RegistryHost>,
+    /// Also offer the credentials of the Pod's own `imagePullSecrets` (read from its namespace
+    /// through the API server), as the kubelet does. Off by default: it needs `get` on Secrets
+    /// (README, "Image lookups").
+    pub pod_pull_secrets: bool,
 }
 
 impl Default for ImageLookupConfig {
@@ -98,6 +102,7 @@ impl Default for ImageLookupConfig {
             max_layers_scanned: 64,
             credentials_file: None,
             registries: BTreeMap::new(),
+            pod_pull_secrets: false,
         }
     }
 }
@@ -135,6 +140,8 @@ pub struct LookupSettings {
     pub credentials_file: Option<PathBuf>,
     /// See [`ImageLookupConfig::registries`].
     pub registries: BTreeMap<String, RegistryHost>,
+    /// See [`ImageLookupConfig::pod_pull_secrets`].
+    pub pod_pull_secrets: bool,
 }
 
 /// A value of `images:` that is out of range.
@@ -230,6 +237,7 @@ impl ImageLookupConfig {
             max_layers_scanned: self.max_layers_scanned,
             credentials_file: self.credentials_file.clone(),
             registries: self.registries.clone(),
+            pod_pull_secrets: self.pod_pull_secrets,
         }))
     }
 }

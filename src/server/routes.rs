@@ -21,7 +21,7 @@ use crate::admission::{self, AdmissionRequest, AdmissionSettings, Outcome, Revie
 use crate::harden::{Control, ImageCatalog, Profile};
 use crate::namespaces::NamespacePolicies;
 use crate::policy::{HardenMode, NamespacePolicy};
-use crate::registry::ImageLookups;
+use crate::registry::{ImageLookups, PodPullSecrets};
 use crate::workload::WorkloadKind;
 
 /// What one admission request may take.
@@ -364,16 +364,24 @@ async fn image_catalog(
         return None;
     }
     let default = &lookups.settings().default_platform;
-    let (images, platform) = match req.object.as_ref()? {
+    let found = match req.object.as_ref()? {
         ReviewObject::Pod(pod) => crate::registry::spec_images(&pod.parts.spec, default),
         ReviewObject::Json(object) => {
             crate::registry::pod_images(kind.pod_spec_of(object)?, default)
         }
     };
-    if images.is_empty() {
+    if found.images.is_empty() {
         return None;
     }
-    Some(lookups.catalog(&images, &platform).await)
+    let pull_secrets = req
+        .namespace
+        .as_deref()
+        .and_then(|ns| PodPullSecrets::new(ns, &found.pull_secrets));
+    Some(
+        lookups
+            .catalog(&found.images, &found.platform, pull_secrets.as_ref())
+            .await,
+    )
 }
 
 fn readiness(state: &AppState) -> Rsp {

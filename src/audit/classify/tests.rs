@@ -64,6 +64,7 @@ fn catalog(user: &str, passwd_uid: Option<i64>) -> ImageCatalog {
             digest: "sha256:00".into(),
             user: user.into(),
             passwd_uid,
+            ..ImageFacts::default()
         }),
     );
     c
