@@ -17,17 +17,7 @@ use serde_json::{Value, json};
 include!("support/shared_data.rs");
 
 fn fixtures() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for level in ["baseline", "restricted"] {
-        for outcome in ["pass", "fail"] {
-            let dir = psa_fixtures_dir().join(level).join("v1.37").join(outcome);
-            for entry in fs::read_dir(&dir).unwrap() {
-                out.push(entry.unwrap().path());
-            }
-        }
-    }
-    out.sort();
-    out
+    psa_v1_37_fixtures()
 }
 
 fn load(path: &Path) -> Value {

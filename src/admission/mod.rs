@@ -7,10 +7,13 @@
 //!   not fix and why.
 //! - [`explain`]: the "could not fix" part of messages.
 //! - [`match_conditions`]: when the API server need not call `/mutate`.
+//! - [`mutating_policy`]: the same fill-mode changes as an in-process MutatingAdmissionPolicy,
+//!   the limit the API-server benchmark compares the webhook with.
 
 pub mod explain;
 pub mod match_conditions;
 pub mod mutate;
+pub mod mutating_policy;
 pub mod object;
 pub mod review;
 mod typed;

@@ -234,6 +234,15 @@ impl ControlPlane {
         )
     }
 
+    /// The process id of a running component (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`), for benchmarks that measure or pin it.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        self.components
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.child.id())
+    }
+
     /// A client authenticated as `admin` in `system:masters`.
     pub async fn admin_client(&self) -> Client {
         client_from_kubeconfig(&self.kubeconfig).await

@@ -396,6 +396,11 @@ impl PodHardener {
             .unwrap_or(0.0)
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the process (SIGKILL) and reaps it; a no-op once stopped.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -30,3 +30,19 @@ pub fn charts_dir() -> std::path::PathBuf {
         None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/charts/rendered"),
     }
 }
+
+/// Every v1.37 PSA fixture (baseline and restricted, pass and fail), sorted.
+#[allow(dead_code)]
+pub fn psa_v1_37_fixtures() -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for level in ["baseline", "restricted"] {
+        for outcome in ["pass", "fail"] {
+            let dir = psa_fixtures_dir().join(level).join("v1.37").join(outcome);
+            for entry in std::fs::read_dir(&dir).expect("a fixtures directory") {
+                out.push(entry.expect("a fixture").path());
+            }
+        }
+    }
+    out.sort();
+    out
+}

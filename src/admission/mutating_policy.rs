@@ -1,0 +1,356 @@
+//! pod-hardener's fill-mode hardening as an in-process MutatingAdmissionPolicy (CEL, an apply
+//! configuration): the same controls, generated from the same profile, for the API-server
+//! benchmark (`benches/apiserver.rs`) to measure what the same mutation costs without a webhook
+//! round trip. It is the limit a webhook is compared with, not a replacement for it: it has no
+//! image lookups, no opt-out annotations, no record, no override mode and no chained validation,
+//! and it never reads namespace labels (the binding selects the namespaces).
+//!
+//! What it does for a Pod create, control by control, as the planner does in fill mode
+//! (`src/harden/planner/`): pod-level `runAsNonRoot: true` unless set or an explicit root user
+//! remains; pod-level `seccompProfile: RuntimeDefault` unless set (Linux only); the configured
+//! `runAsUser`, `runAsGroup`, `fsGroup` where unset; per container (init and regular; Linux only)
+//! `allowPrivilegeEscalation: false` where unset and not privileged or adding `SYS_ADMIN`,
+//! `ALL` appended to `capabilities.drop`, `readOnlyRootFilesystem: true` where unset, and with it
+//! the `/tmp` emptyDir and its mount where nothing is mounted at `/tmp`.
+//! `tests/e2e_control_plane.rs` checks it against `/mutate` through a real API server.
+
+use serde_json::{Value, json};
+
+use crate::harden::{Control, HardeningSettings, Profile};
+use crate::harden::{TMP_MOUNT_PATH, TMP_VOLUME_NAME};
+use crate::pss::Level;
+// CEL string literals: Go's quoting, whose escapes CEL reads alike.
+use crate::pss::go_quote as cel_string;
+
+/// The name of the generated policy and its binding.
+pub const POLICY_NAME: &str = "pod-hardener-fill";
+
+/// The MutatingAdmissionPolicy (`admissionregistration.k8s.io/v1`) making `level`'s fill-mode
+/// changes to Pod creates, and its binding to the namespaces `namespace_selector` selects.
+pub fn fill_policy(
+    level: Level,
+    hardening: &HardeningSettings,
+    namespace_selector: &Value,
+) -> [Value; 2] {
+    let profile = Profile::for_level(level, hardening);
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": POLICY_NAME},
+        "spec": {
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["pods"],
+            }]},
+            "variables": variables(),
+            "mutations": [{
+                "patchType": "ApplyConfiguration",
+                "applyConfiguration": {"expression": apply_configuration(&profile)},
+            }],
+        },
+    });
+    let binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingAdmissionPolicyBinding",
+        "metadata": {"name": POLICY_NAME},
+        "spec": {
+            "policyName": POLICY_NAME,
+            "matchResources": {"namespaceSelector": namespace_selector},
+        },
+    });
+    [policy, binding]
+}
+
+const POD_SC: &str = "object.spec.securityContext";
+
+/// `has(a.b.c)` for every step of `path` under `root`, so that reading it cannot fail.
+fn has_path(root: &str, path: &[&str]) -> String {
+    let mut conditions = Vec::new();
+    let mut at = root.to_owned();
+    for step in path {
+        at = format!("{at}.{step}");
+        conditions.push(format!("has({at})"));
+    }
+    conditions.join(" && ")
+}
+
+/// Whether a container `c` runs as an explicit root user the kubelet would refuse under a
+/// pod-level `runAsNonRoot` (the planner's `remaining_root_user`).
+fn container_runs_as_root() -> String {
+    format!(
+        "({uid} && c.securityContext.runAsUser == 0 && !has(c.securityContext.runAsNonRoot)) || \
+         ({name} && c.securityContext.windowsOptions.runAsUserName.lowerAscii() == 'containeradministrator' \
+         && !has(c.securityContext.runAsNonRoot))",
+        uid = has_path("c", &["securityContext", "runAsUser"]),
+        name = has_path("c", &["securityContext", "windowsOptions", "runAsUserName"]),
+    )
+}
+
+fn variables() -> Value {
+    let lists = |test: &str| {
+        format!(
+            "object.spec.containers.exists(c, {test}) || \
+             (has(object.spec.initContainers) && object.spec.initContainers.exists(c, {test}))"
+        )
+    };
+    let pod_user_name = has_path(
+        "object.spec",
+        &["securityContext", "windowsOptions", "runAsUserName"],
+    );
+    json!([
+        {"name": "windows", "expression": "has(object.spec.os) && object.spec.os.name == 'windows'"},
+        {"name": "rootUser", "expression": format!(
+            "({uid} && {POD_SC}.runAsUser == 0) || ({pod_user_name} && \
+             {POD_SC}.windowsOptions.runAsUserName.lowerAscii() == 'containeradministrator' && \
+             {lists_unset}) || {lists_root}",
+            uid = has_path("object.spec", &["securityContext", "runAsUser"]),
+            lists_unset = lists("!has(c.securityContext) || !has(c.securityContext.runAsNonRoot)"),
+            lists_root = lists(&container_runs_as_root()),
+        )},
+    ])
+}
+
+/// `?field: cond ? optional.of(value) : optional.none()`: the field only when `cond` holds, so
+/// that nothing is written (not even an empty object) where nothing changes.
+fn optional_field(field: &str, cond: &str, value: &str) -> String {
+    format!("?{field}: ({cond}) ? optional.of({value}) : optional.none()")
+}
+
+fn apply_configuration(profile: &Profile) -> String {
+    let linux = "!variables.windows";
+    let unset = |field: &str| {
+        format!(
+            "!({})",
+            has_path("object.spec", &["securityContext", field])
+        )
+    };
+    let mut pod_fields: Vec<(String, String)> = Vec::new();
+    if profile.has(Control::RunAsNonRoot) {
+        pod_fields.push((
+            optional_field(
+                "runAsNonRoot",
+                &format!("{} && !variables.rootUser", unset("runAsNonRoot")),
+                "true",
+            ),
+            format!("{} && !variables.rootUser", unset("runAsNonRoot")),
+        ));
+    }
+    if profile.has(Control::SeccompProfile) {
+        let cond = format!("{linux} && {}", unset("seccompProfile"));
+        pod_fields.push((
+            optional_field(
+                "seccompProfile",
+                &cond,
+                "Object.spec.securityContext.seccompProfile{type: 'RuntimeDefault'}",
+            ),
+            cond,
+        ));
+    }
+    for (control, field, value) in [
+        (Control::RunAsUser, "runAsUser", profile.run_as_user),
+        (Control::RunAsGroup, "runAsGroup", profile.run_as_group),
+        (Control::FsGroup, "fsGroup", profile.fs_group),
+    ] {
+        if let (true, Some(value)) = (profile.has(control), value) {
+            let cond = format!("{linux} && {}", unset(field));
+            pod_fields.push((optional_field(field, &cond, &value.to_string()), cond));
+        }
+    }
+    let mut spec_fields = Vec::new();
+    if !pod_fields.is_empty() {
+        let any = pod_fields
+            .iter()
+            .map(|(_, cond)| format!("({cond})"))
+            .collect::<Vec<_>>()
+            .join(" || ");
+        let fields: Vec<String> = pod_fields.into_iter().map(|(f, _)| f).collect();
+        spec_fields.push(optional_field(
+            "securityContext",
+            &any,
+            &format!(
+                "Object.spec.securityContext{{\n      {}\n    }}",
+                fields.join(",\n      ")
+            ),
+        ));
+    }
+    let read_only_root = profile.has(Control::ReadOnlyRootFilesystem);
+    let tmp = read_only_root && profile.has(Control::TmpVolume);
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = container_list(profile, list) {
+            let cond = if list == "containers" {
+                linux.to_owned()
+            } else {
+                format!("{linux} && has(object.spec.initContainers)")
+            };
+            spec_fields.push(optional_field(list, &cond, &containers));
+        }
+    }
+    if tmp {
+        let needing = |list: &str| format!("object.spec.{list}.exists(c, {})", needs_tmp_mount());
+        let cond = format!(
+            "{linux} && ({} || (has(object.spec.initContainers) && {})) && \
+             !(has(object.spec.volumes) && object.spec.volumes.exists(v, v.name == {name} && has(v.emptyDir)))",
+            needing("containers"),
+            needing("initContainers"),
+            name = cel_string(TMP_VOLUME_NAME),
+        );
+        let empty_dir = match &profile.tmp_size_limit {
+            Some(limit) => format!(
+                "Object.spec.volumes.emptyDir{{sizeLimit: {}}}",
+                cel_string(limit)
+            ),
+            None => "Object.spec.volumes.emptyDir{}".to_owned(),
+        };
+        spec_fields.push(optional_field(
+            "volumes",
+            &cond,
+            &format!(
+                "[Object.spec.volumes{{name: {}, emptyDir: {empty_dir}}}]",
+                cel_string(TMP_VOLUME_NAME)
+            ),
+        ));
+    }
+    format!(
+        "Object{{\n  spec: Object.spec{{\n    {}\n  }}\n}}",
+        spec_fields.join(",\n    ")
+    )
+}
+
+/// Whether container `c` gets a read-only root now (unset) and has nothing at `/tmp`.
+fn needs_tmp_mount() -> String {
+    format!(
+        "!({ro}) && !(has(c.volumeMounts) && c.volumeMounts.exists(m, m.mountPath == {tmp} || m.mountPath == {tmp_slash}))",
+        ro = has_path("c", &["securityContext", "readOnlyRootFilesystem"]),
+        tmp = cel_string(TMP_MOUNT_PATH),
+        tmp_slash = cel_string(&format!("{TMP_MOUNT_PATH}/")),
+    )
+}
+
+/// The apply configuration of each container of `list`, or `None` when the profile changes no
+/// container.
+fn container_list(profile: &Profile, list: &str) -> Option<String> {
+    let ty = format!("Object.spec.{list}");
+    let sc = "c.securityContext";
+    let mut fields: Vec<(String, String)> = Vec::new();
+    if profile.has(Control::AllowPrivilegeEscalation) {
+        let cond = format!(
+            "!({}) && !({} && {sc}.privileged) && !({} && {sc}.capabilities.add.exists(a, a == 'SYS_ADMIN' || a == 'CAP_SYS_ADMIN'))",
+            has_path("c", &["securityContext", "allowPrivilegeEscalation"]),
+            has_path("c", &["securityContext", "privileged"]),
+            has_path("c", &["securityContext", "capabilities", "add"]),
+        );
+        fields.push((
+            optional_field("allowPrivilegeEscalation", &cond, "false"),
+            cond,
+        ));
+    }
+    if profile.has(Control::Capabilities) {
+        let has_drop = has_path("c", &["securityContext", "capabilities", "drop"]);
+        let cond = format!("!({has_drop} && 'ALL' in {sc}.capabilities.drop)");
+        // `drop` is an atomic list: the whole list is written, the existing entries first.
+        let value = format!(
+            "{ty}.securityContext.capabilities{{drop: ({has_drop} ? {sc}.capabilities.drop : []) + ['ALL']}}"
+        );
+        fields.push((optional_field("capabilities", &cond, &value), cond));
+    }
+    if profile.has(Control::ReadOnlyRootFilesystem) {
+        let cond = format!(
+            "!({})",
+            has_path("c", &["securityContext", "readOnlyRootFilesystem"])
+        );
+        fields.push((
+            optional_field("readOnlyRootFilesystem", &cond, "true"),
+            cond,
+        ));
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    let any = fields
+        .iter()
+        .map(|(_, cond)| format!("({cond})"))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let sc_fields: Vec<String> = fields.into_iter().map(|(f, _)| f).collect();
+    let mut item = vec![
+        "name: c.name".to_owned(),
+        optional_field(
+            "securityContext",
+            &any,
+            &format!(
+                "{ty}.securityContext{{\n        {}\n      }}",
+                sc_fields.join(",\n        ")
+            ),
+        ),
+    ];
+    if profile.has(Control::ReadOnlyRootFilesystem) && profile.has(Control::TmpVolume) {
+        item.push(optional_field(
+            "volumeMounts",
+            &needs_tmp_mount(),
+            &format!(
+                "[{ty}.volumeMounts{{name: {}, mountPath: {}}}]",
+                cel_string(TMP_VOLUME_NAME),
+                cel_string(TMP_MOUNT_PATH)
+            ),
+        ));
+    }
+    Some(format!(
+        "object.spec.{list}.map(c, {ty}{{\n      {}\n    }})",
+        item.join(",\n      ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_the_profile() {
+        let selector = json!({"matchLabels": {"pod-security.kubernetes.io/enforce": "restricted"}});
+        let [policy, binding] =
+            fill_policy(Level::Restricted, &HardeningSettings::default(), &selector);
+        let expression = policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+            .as_str()
+            .unwrap();
+        for field in [
+            "?runAsNonRoot",
+            "?seccompProfile",
+            "?allowPrivilegeEscalation",
+            "?capabilities",
+            "?readOnlyRootFilesystem",
+            "?volumeMounts",
+            "?volumes",
+        ] {
+            assert!(expression.contains(field), "{field}: {expression}");
+        }
+        assert!(!expression.contains("runAsUser: "), "{expression}");
+        assert_eq!(
+            binding["spec"]["matchResources"]["namespaceSelector"],
+            selector
+        );
+        let [baseline, _] = fill_policy(Level::Baseline, &HardeningSettings::default(), &selector);
+        let expression = baseline["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+            .as_str()
+            .unwrap();
+        assert!(expression.contains("?seccompProfile"));
+        assert!(expression.contains("?allowPrivilegeEscalation"));
+        assert!(!expression.contains("?runAsNonRoot"), "{expression}");
+        assert!(
+            !expression.contains("?readOnlyRootFilesystem"),
+            "{expression}"
+        );
+        let with_uid = HardeningSettings {
+            run_as_user: Some(1000),
+            ..HardeningSettings::default()
+        };
+        let [policy, _] = fill_policy(Level::Restricted, &with_uid, &selector);
+        assert!(
+            policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+                .as_str()
+                .unwrap()
+                .contains("?runAsUser: ")
+        );
+    }
+}
