@@ -77,37 +77,31 @@ fn has_path(root: &str, path: &[&str]) -> String {
 }
 
 /// Whether a container `c` runs as an explicit root user the kubelet would refuse under a
-/// pod-level `runAsNonRoot` (the planner's `remaining_root_user`).
+/// pod-level `runAsNonRoot` (the planner's `remaining_root_user`): its own `runAsUser: 0`, or
+/// the Windows user name `ContainerAdministrator`, its own or else the pod's.
 fn container_runs_as_root() -> String {
+    let own_name = has_path("c", &["securityContext", "windowsOptions", "runAsUserName"]);
+    let pod_name = has_path(
+        "object.spec",
+        &["securityContext", "windowsOptions", "runAsUserName"],
+    );
     format!(
-        "({uid} && c.securityContext.runAsUser == 0 && !has(c.securityContext.runAsNonRoot)) || \
-         ({name} && c.securityContext.windowsOptions.runAsUserName.lowerAscii() == 'containeradministrator' \
-         && !has(c.securityContext.runAsNonRoot))",
+        "(!has(c.securityContext) || !has(c.securityContext.runAsNonRoot)) && (\
+         ({uid} && c.securityContext.runAsUser == 0) || \
+         (({own_name}) ? c.securityContext.windowsOptions.runAsUserName : \
+         (({pod_name}) ? {POD_SC}.windowsOptions.runAsUserName : '')).lowerAscii() == 'containeradministrator')",
         uid = has_path("c", &["securityContext", "runAsUser"]),
-        name = has_path("c", &["securityContext", "windowsOptions", "runAsUserName"]),
     )
 }
 
 fn variables() -> Value {
-    let lists = |test: &str| {
-        format!(
-            "object.spec.containers.exists(c, {test}) || \
-             (has(object.spec.initContainers) && object.spec.initContainers.exists(c, {test}))"
-        )
-    };
-    let pod_user_name = has_path(
-        "object.spec",
-        &["securityContext", "windowsOptions", "runAsUserName"],
-    );
+    let root = container_runs_as_root();
     json!([
         {"name": "windows", "expression": "has(object.spec.os) && object.spec.os.name == 'windows'"},
         {"name": "rootUser", "expression": format!(
-            "({uid} && {POD_SC}.runAsUser == 0) || ({pod_user_name} && \
-             {POD_SC}.windowsOptions.runAsUserName.lowerAscii() == 'containeradministrator' && \
-             {lists_unset}) || {lists_root}",
+            "({uid} && {POD_SC}.runAsUser == 0) || object.spec.containers.exists(c, {root}) || \
+             (has(object.spec.initContainers) && object.spec.initContainers.exists(c, {root}))",
             uid = has_path("object.spec", &["securityContext", "runAsUser"]),
-            lists_unset = lists("!has(c.securityContext) || !has(c.securityContext.runAsNonRoot)"),
-            lists_root = lists(&container_runs_as_root()),
         )},
     ])
 }
@@ -251,7 +245,7 @@ fn container_list(profile: &Profile, list: &str) -> Option<String> {
         let cond = format!("!({has_drop} && 'ALL' in {sc}.capabilities.drop)");
         // `drop` is an atomic list: the whole list is written, the existing entries first.
         let value = format!(
-            "{ty}.securityContext.capabilities{{drop: ({has_drop} ? {sc}.capabilities.drop : []) + ['ALL']}}"
+            "{ty}.securityContext.capabilities{{drop: ({has_drop}) ? {sc}.capabilities.drop + ['ALL'] : ['ALL']}}"
         );
         fields.push((optional_field("capabilities", &cond, &value), cond));
     }
