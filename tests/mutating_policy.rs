@@ -30,6 +30,8 @@ include!("support/shared_data.rs");
 const PLAIN: &str = "plain";
 const WITH_POLICY: &str = "with-policy";
 const SELECTOR_LABEL: &str = "pod-hardener.test/mutating-policy";
+/// The ServiceAccount admission plugin's token volume: `kube-api-access-<5 random characters>`.
+const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
 
 fn fixtures() -> Vec<PathBuf> {
     psa_v1_37_fixtures()
@@ -49,13 +51,29 @@ async fn dry_run(client: &kube::Client, namespace: &str, pod: &Value) -> Result<
         .map_err(|e| e.to_string())
 }
 
-/// What two stored Pods are compared on: the spec, and the annotations but the record.
+/// What two stored Pods are compared on: the spec, and the annotations but the record; the
+/// ServiceAccount token volume's random name suffix (a new one at each create) left out.
 fn compared(stored: &Value) -> Value {
+    fn without_token_suffix(value: &mut Value) {
+        match value {
+            Value::String(s) if s.starts_with(TOKEN_VOLUME_PREFIX) => {
+                *s = TOKEN_VOLUME_PREFIX.to_owned();
+            }
+            Value::Array(items) => items.iter_mut().for_each(without_token_suffix),
+            Value::Object(map) => map.values_mut().for_each(without_token_suffix),
+            _ => {}
+        }
+    }
     let mut annotations = stored["metadata"]["annotations"].clone();
     if let Some(map) = annotations.as_object_mut() {
         map.remove(RECORD_ANNOTATION);
+        if map.is_empty() {
+            annotations = Value::Null;
+        }
     }
-    json!({"spec": stored["spec"], "annotations": annotations})
+    let mut compared = json!({"spec": stored["spec"], "annotations": annotations});
+    without_token_suffix(&mut compared);
+    compared
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,10 +45,7 @@ pub fn fill_policy(
                 "operations": ["CREATE"], "resources": ["pods"],
             }]},
             "variables": variables(),
-            "mutations": [{
-                "patchType": "ApplyConfiguration",
-                "applyConfiguration": {"expression": apply_configuration(&profile)},
-            }],
+            "mutations": mutations(&profile),
         },
     });
     let binding = json!({
@@ -64,6 +61,58 @@ pub fn fill_policy(
 }
 
 const POD_SC: &str = "object.spec.securityContext";
+
+/// The apply configuration, preceded by a JSON patch for `capabilities.drop`: an atomic list,
+/// which an apply configuration may not change (the API server refuses it).
+fn mutations(profile: &Profile) -> Value {
+    let mut mutations = Vec::new();
+    if profile.has(Control::Capabilities) {
+        mutations.push(json!({
+            "patchType": "JSONPatch",
+            "jsonPatch": {"expression": drop_all_patch()},
+        }));
+    }
+    mutations.push(json!({
+        "patchType": "ApplyConfiguration",
+        "applyConfiguration": {"expression": apply_configuration(profile)},
+    }));
+    Value::Array(mutations)
+}
+
+/// JSON patch operations appending `ALL` to `capabilities.drop` of each Linux container that
+/// lacks it, creating the smallest missing parent, as the planner's patch does.
+fn drop_all_patch() -> String {
+    let per_list = |list: &str| {
+        let ty = format!("Object.spec.{list}");
+        let path =
+            format!("'/spec/{list}/' + string(object.spec.{list}.indexOf(c)) + '/securityContext'");
+        let caps = format!("{ty}.securityContext.capabilities{{drop: ['ALL']}}");
+        let op = format!(
+            "!has(c.securityContext) ? \
+             JSONPatch{{op: 'add', path: {path}, value: {ty}.securityContext{{capabilities: {caps}}}}} : \
+             !has(c.securityContext.capabilities) ? \
+             JSONPatch{{op: 'add', path: {path} + '/capabilities', value: {caps}}} : \
+             !has(c.securityContext.capabilities.drop) ? \
+             JSONPatch{{op: 'add', path: {path} + '/capabilities/drop', value: ['ALL']}} : \
+             JSONPatch{{op: 'add', path: {path} + '/capabilities/drop/-', value: 'ALL'}}"
+        );
+        let lacks = format!(
+            "!({} && 'ALL' in c.securityContext.capabilities.drop)",
+            has_path("c", &["securityContext", "capabilities", "drop"])
+        );
+        let guard = if list == "containers" {
+            String::new()
+        } else {
+            format!("!has(object.spec.{list}) ? [] : ")
+        };
+        format!("({guard}object.spec.{list}.filter(c, {lacks}).map(c, {op}))")
+    };
+    format!(
+        "variables.windows ? [] : {} + {}",
+        per_list("initContainers"),
+        per_list("containers")
+    )
+}
 
 /// `has(a.b.c)` for every step of `path` under `root`, so that reading it cannot fail.
 fn has_path(root: &str, path: &[&str]) -> String {
@@ -240,15 +289,6 @@ fn container_list(profile: &Profile, list: &str) -> Option<String> {
             cond,
         ));
     }
-    if profile.has(Control::Capabilities) {
-        let has_drop = has_path("c", &["securityContext", "capabilities", "drop"]);
-        let cond = format!("!({has_drop} && 'ALL' in {sc}.capabilities.drop)");
-        // `drop` is an atomic list: the whole list is written, the existing entries first.
-        let value = format!(
-            "{ty}.securityContext.capabilities{{drop: ({has_drop}) ? {sc}.capabilities.drop + ['ALL'] : ['ALL']}}"
-        );
-        fields.push((optional_field("capabilities", &cond, &value), cond));
-    }
     if profile.has(Control::ReadOnlyRootFilesystem) {
         let cond = format!(
             "!({})",
@@ -305,14 +345,13 @@ mod tests {
         let selector = json!({"matchLabels": {"pod-security.kubernetes.io/enforce": "restricted"}});
         let [policy, binding] =
             fill_policy(Level::Restricted, &HardeningSettings::default(), &selector);
-        let expression = policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+        let expression = policy["spec"]["mutations"][1]["applyConfiguration"]["expression"]
             .as_str()
             .unwrap();
         for field in [
             "?runAsNonRoot",
             "?seccompProfile",
             "?allowPrivilegeEscalation",
-            "?capabilities",
             "?readOnlyRootFilesystem",
             "?volumeMounts",
             "?volumes",
@@ -341,7 +380,7 @@ mod tests {
         };
         let [policy, _] = fill_policy(Level::Restricted, &with_uid, &selector);
         assert!(
-            policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+            policy["spec"]["mutations"][1]["applyConfiguration"]["expression"]
                 .as_str()
                 .unwrap()
                 .contains("?runAsUser: ")
