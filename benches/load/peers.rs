@@ -232,11 +232,7 @@ pub(crate) async fn peers(
             Ok(summary) => println!("agree {} {}: {summary}", g.peer.name(), g.payload.label),
             Err(e) => {
                 agreed = false;
-                println!(
-                    "DIFFER {} {}: {e:#}",
-                    g.peer.name(),
-                    g.payload.label
-                );
+                println!("DIFFER {} {}: {e:#}", g.peer.name(), g.payload.label);
             }
         }
     }
@@ -282,6 +278,12 @@ pub(crate) async fn peers(
         }
     }
     let peak_kib = |s: &Server| proc_status_kib(s.pid(), "VmHWM:");
+    // The quantiles below read sorted samples.
+    for t in groups.iter_mut().flat_map(|g| g.tallies.iter_mut()) {
+        t.latencies_ns.sort_unstable();
+        t.service_ns.sort_unstable();
+        t.pacer_lag_ns.sort_unstable();
+    }
 
     let mut out = String::new();
     let _ = writeln!(out, "\n## Peers ({date})\n");
@@ -505,7 +507,8 @@ async fn prepare_cluster(client: &kube::Client) -> anyhow::Result<()> {
         manifest.display()
     );
 
-    let mutators = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/gatekeeper/mutators.yaml");
+    let mutators =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/gatekeeper/mutators.yaml");
     let text = std::fs::read(&mutators).with_context(|| mutators.display().to_string())?;
     let mut created = 0;
     for doc in pod_hardener::manifest::read_documents(&text)? {
@@ -523,7 +526,10 @@ async fn prepare_cluster(client: &kube::Client) -> anyhow::Result<()> {
             &kind.to_lowercase(),
         );
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let name = o["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         api.create(&PostParams::default(), &serde_json::from_value(o)?)
             .await
             .with_context(|| format!("create {kind} {name}"))?;
@@ -590,7 +596,12 @@ async fn start_psa(
         .arg(kubeconfig)
         .arg("--config")
         .arg(&config)
-        .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+        ])
         .arg("--tls-cert-file")
         .arg(&fixture.cert)
         .arg("--tls-private-key-file")
@@ -599,7 +610,15 @@ async fn start_psa(
     let target = Target::new(([127, 0, 0, 1], port).into(), connector.clone())
         .with_request_timeout(REQUEST_TIMEOUT);
     let stderr = fixture.dir.path().join("psa-webhook.stderr");
-    launch(Kind::PsaWebhook, cmd, target, stderr, probe, PEER_STARTUP_PROBES).await
+    launch(
+        Kind::PsaWebhook,
+        cmd,
+        target,
+        stderr,
+        probe,
+        PEER_STARTUP_PROBES,
+    )
+    .await
 }
 
 /// Gatekeeper with its mutation webhook and the controller that loads mutators, nothing else:
@@ -637,7 +656,15 @@ async fn start_gatekeeper(
         .with_path(GATEKEEPER_MUTATE_PATH)
         .with_request_timeout(REQUEST_TIMEOUT);
     let stderr = fixture.dir.path().join("gatekeeper.stderr");
-    launch(Kind::Gatekeeper, cmd, target, stderr, probe, PEER_STARTUP_PROBES).await
+    launch(
+        Kind::Gatekeeper,
+        cmd,
+        target,
+        stderr,
+        probe,
+        PEER_STARTUP_PROBES,
+    )
+    .await
 }
 
 /// One review's answer, the `response` of the AdmissionReview.
@@ -660,7 +687,10 @@ async fn validations_agree(
     psa: &Server,
     payload: &Payload,
 ) -> anyhow::Result<String> {
-    let (h, p) = (answer(hardener, payload).await?, answer(psa, payload).await?);
+    let (h, p) = (
+        answer(hardener, payload).await?,
+        answer(psa, payload).await?,
+    );
     let fields = |r: &Value| {
         (
             r["allowed"].clone(),
