@@ -14,10 +14,12 @@ use crate::options::Options;
 use crate::payload::{Payload, payloads};
 use crate::phases::{closed_loop, idle_connections, open_loop};
 use crate::process::{
-    Kind, Server, clock_ticks, fixture, metrics_ready, proc_exited, proc_status_kib, start_server,
+    Kind, Server, all_still_running, clock_ticks, fixture, metrics_ready, proc_status_kib,
+    start_server,
 };
 use crate::report::{
-    Tally, cpu_per_1k, fmt_count, fmt_mib, fmt_ns, machine, quantile, today_utc, verdict,
+    Tally, cpu_per_1k, fmt_count, fmt_mib, fmt_ns, machine, other_load, quantile, today_utc,
+    verdict,
 };
 
 /// Runs the comparison; `Ok(false)` when requests failed or a server exited.
@@ -163,12 +165,11 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
         out,
         "Machine: {machine}. The load generator shares these cores with the server under test."
     );
-    let others_mean = others.iter().sum::<f64>() / others.len().max(1) as f64;
-    let others_max = others.iter().copied().fold(0.0, f64::max);
+    let (others_mean, others_max, quiet) = other_load(&others);
     let _ = writeln!(
         out,
         "Other processes on the machine used {others_mean:.2} cores on average during the measured phases (at most {others_max:.2}){}",
-        if others_mean > 0.15 || others_max > 0.5 {
+        if !quiet {
             ": the machine was NOT quiet, figures are disturbed; run again on an idle machine."
         } else {
             ": quiet."
@@ -331,7 +332,7 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
     }
     print!("{out}");
 
-    let mut clean = all_errors == 0;
+    let clean = all_errors == 0;
     if !clean {
         println!("\nERRORS ({all_errors}):");
         for (i, p) in payloads.iter().enumerate() {
@@ -347,17 +348,7 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
             }
         }
     }
-    for s in servers {
-        if let Some(status) = proc_exited(s) {
-            clean = false;
-            println!(
-                "{} exited during the run ({status}):\n{}",
-                s.kind.name(),
-                s.stderr_tail()
-            );
-        }
-    }
-    Ok(clean)
+    Ok(all_still_running(servers) && clean)
 }
 
 /// One round of a payload: the closed loop, then the open loop, on each server in turn; the

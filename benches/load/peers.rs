@@ -37,10 +37,12 @@ use crate::options::Options;
 use crate::payload::{Payload, payloads};
 use crate::phases::closed_loop;
 use crate::process::{
-    Fixture, Kind, Placement, Server, clock_ticks, command_on, fixture, launch, metrics_ready,
-    proc_exited, proc_status_kib, start_server_placed,
+    Fixture, Kind, Placement, Server, all_still_running, clock_ticks, command_on, fixture, launch,
+    metrics_ready, proc_status_kib, start_server_placed,
 };
-use crate::report::{Tally, cpu_per_1k, fmt_count, fmt_mib, fmt_ns, quantile, today_utc, verdict};
+use crate::report::{
+    Tally, cpu_per_1k, fmt_count, fmt_mib, fmt_ns, other_load, quantile, today_utc, verdict,
+};
 
 /// The CPU of every server under test; the load generator and the control plane get the other.
 const SERVER_CPU: usize = 1;
@@ -288,12 +290,11 @@ pub(crate) async fn peers(
     let mut out = String::new();
     let _ = writeln!(out, "\n## Peers ({date})\n");
     let _ = writeln!(out, "Machine: {machine}.");
-    let others_mean = others.iter().sum::<f64>() / others.len().max(1) as f64;
-    let others_max = others.iter().copied().fold(0.0, f64::max);
+    let (others_mean, others_max, quiet) = other_load(&others);
     let _ = writeln!(
         out,
         "Other processes (the control plane included) used {others_mean:.2} cores on average during the measured phases (at most {others_max:.2}){}",
-        if others_mean > 0.15 || others_max > 0.5 {
+        if !quiet {
             ": the machine was NOT quiet, figures are disturbed."
         } else {
             ": quiet."
@@ -406,7 +407,7 @@ pub(crate) async fn peers(
     }
     print!("{out}");
 
-    let mut clean = all_errors == 0;
+    let clean = all_errors == 0;
     if !clean {
         println!("\nERRORS ({all_errors}):");
         for g in &groups {
@@ -418,17 +419,7 @@ pub(crate) async fn peers(
             }
         }
     }
-    for s in &everyone {
-        if let Some(status) = proc_exited(s) {
-            clean = false;
-            println!(
-                "{} exited during the run ({status}):\n{}",
-                s.kind.name(),
-                s.stderr_tail()
-            );
-        }
-    }
-    Ok(clean)
+    Ok(all_still_running(everyone) && clean)
 }
 
 /// `--rate`, or less: [`OPEN_LOOP_SHARE`] of the slowest server's saturation, to two significant
@@ -607,18 +598,24 @@ async fn start_psa(
         .arg("--tls-private-key-file")
         .arg(&fixture.key)
         .env_remove("KUBECONFIG");
-    let target = Target::new(([127, 0, 0, 1], port).into(), connector.clone())
-        .with_request_timeout(REQUEST_TIMEOUT);
-    let stderr = fixture.dir.path().join("psa-webhook.stderr");
-    launch(
-        Kind::PsaWebhook,
-        cmd,
-        target,
-        stderr,
-        probe,
-        PEER_STARTUP_PROBES,
-    )
-    .await
+    let target = Target::new(([127, 0, 0, 1], port).into(), connector.clone());
+    launch_peer(Kind::PsaWebhook, cmd, target, fixture, probe).await
+}
+
+/// Waits for a peer on [`PEER_STARTUP_PROBES`], its requests given [`REQUEST_TIMEOUT`].
+async fn launch_peer(
+    kind: Kind,
+    cmd: Command,
+    target: Target,
+    fixture: &Fixture,
+    probe: &Payload,
+) -> anyhow::Result<Server> {
+    let stderr = fixture
+        .dir
+        .path()
+        .join(format!("{}.stderr", kind.name().replace(' ', "-")));
+    let target = target.with_request_timeout(REQUEST_TIMEOUT);
+    launch(kind, cmd, target, stderr, probe, PEER_STARTUP_PROBES).await
 }
 
 /// Gatekeeper with its mutation webhook and the controller that loads mutators, nothing else:
@@ -653,18 +650,8 @@ async fn start_gatekeeper(
     .env("KUBECONFIG", kubeconfig)
     .env("POD_NAMESPACE", GATEKEEPER_NAMESPACE);
     let target = Target::new(([127, 0, 0, 1], port).into(), connector.clone())
-        .with_path(GATEKEEPER_MUTATE_PATH)
-        .with_request_timeout(REQUEST_TIMEOUT);
-    let stderr = fixture.dir.path().join("gatekeeper.stderr");
-    launch(
-        Kind::Gatekeeper,
-        cmd,
-        target,
-        stderr,
-        probe,
-        PEER_STARTUP_PROBES,
-    )
-    .await
+        .with_path(GATEKEEPER_MUTATE_PATH);
+    launch_peer(Kind::Gatekeeper, cmd, target, fixture, probe).await
 }
 
 /// One review's answer, the `response` of the AdmissionReview.

@@ -435,3 +435,19 @@ pub(crate) fn proc_exited(s: &Server) -> Option<String> {
         }
     }
 }
+
+/// Whether every server still runs at the end; prints how each one that does not ended.
+pub(crate) fn all_still_running<'a>(servers: impl IntoIterator<Item = &'a Server>) -> bool {
+    let mut running = true;
+    for s in servers {
+        if let Some(status) = proc_exited(s) {
+            running = false;
+            println!(
+                "{} exited during the run ({status}):\n{}",
+                s.kind.name(),
+                s.stderr_tail()
+            );
+        }
+    }
+    running
+}
