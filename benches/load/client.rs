@@ -24,7 +24,8 @@ use crate::payload::Payload;
 
 /// What every good response contains (both servers serialize compact JSON).
 const UID_NEEDLE: &str = "\"uid\":\"705ab4f5-6393-11e8-b7cc-42010a800002\"";
-/// One request's deadline, from send to the end of the response body.
+/// One request's deadline, from send to the end of the response body (unless the target says
+/// otherwise).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The messages of the failures that are timeouts (counted apart from other errors by
@@ -41,6 +42,11 @@ pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     host: HeaderValue,
     pub(crate) connector: TlsConnector,
+    /// Where this server takes every review, whatever the payload's own path: a peer serves its
+    /// webhook elsewhere (Gatekeeper's mutation at `/v1/mutate`).
+    path: Option<Arc<str>>,
+    /// One request's deadline, from send to the end of the response body.
+    request_timeout: Duration,
 }
 
 impl Target {
@@ -49,7 +55,25 @@ impl Target {
             addr,
             host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
             connector,
+            path: None,
+            request_timeout: REQUEST_TIMEOUT,
         }
+    }
+
+    /// The same server, each request given `timeout` instead of [`REQUEST_TIMEOUT`].
+    pub(crate) fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The same server, every review sent to `path`.
+    pub(crate) fn with_path(mut self, path: &str) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    fn path_for<'a>(&'a self, payload: &'a Payload) -> &'a str {
+        self.path.as_deref().unwrap_or(payload.path)
     }
 
     /// TCP + TLS 1.3 handshake + HTTP/1.1 handshake, bounded.
@@ -96,7 +120,7 @@ pub(crate) async fn review(
             .map_err(|e| format!("connection unusable: {e}"))?;
         let req = Request::builder()
             .method(Method::POST)
-            .uri(payload.path)
+            .uri(target.path_for(payload))
             .header(HOST, target.host.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(payload.body.clone()))
@@ -124,9 +148,9 @@ pub(crate) async fn review(
         }
         Ok(body)
     };
-    match tokio::time::timeout(REQUEST_TIMEOUT, work).await {
+    match tokio::time::timeout(target.request_timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("{NO_RESPONSE} {REQUEST_TIMEOUT:?}")),
+        Err(_) => Err(format!("{NO_RESPONSE} {:?}", target.request_timeout)),
     }
 }
 

@@ -14,10 +14,12 @@ use crate::options::Options;
 use crate::payload::{Payload, payloads};
 use crate::phases::{closed_loop, idle_connections, open_loop};
 use crate::process::{
-    Kind, clock_ticks, fixture, metrics_ready, proc_exited, proc_status_kib, start_server,
+    Kind, Server, all_still_running, clock_ticks, fixture, metrics_ready, proc_status_kib,
+    start_server,
 };
 use crate::report::{
-    Tally, cpu_per_1k, fmt_count, fmt_mib, fmt_ns, machine, quantile, today_utc, verdict,
+    Tally, cpu_per_1k, fmt_count, fmt_mib, fmt_ns, machine, other_load, quantile, today_utc,
+    verdict,
 };
 
 /// Runs the comparison; `Ok(false)` when requests failed or a server exited.
@@ -30,7 +32,6 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
         .filter(|p| opts.only.is_empty() || opts.only.iter().any(|id| id == p.id))
         .map(Arc::new)
         .collect();
-    let phase = opts.phase();
     println!("# pod-hardener load harness");
     println!("machine: {machine}");
     println!(
@@ -133,64 +134,7 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
     let mut others: Vec<f64> = Vec::new();
     for round in 1..=opts.rounds {
         for (i, p) in payloads.iter().enumerate() {
-            for (j, s) in servers.iter().enumerate() {
-                let r = closed_loop(s, p, opts.connections, phase).await;
-                let t = &mut tallies[i][j];
-                let rps = r.ok as f64 / r.elapsed.as_secs_f64();
-                println!(
-                    "round {round} {:<14} {:<12} closed loop: {:>7} reviews/s, {} errors; cores used: server {:.2}, load generator {:.2}, other processes {:.2}",
-                    p.label,
-                    s.kind.name(),
-                    fmt_count(rps),
-                    r.errors.count,
-                    r.cpu.server as f64 / hz / r.elapsed.as_secs_f64(),
-                    r.cpu.client as f64 / hz / r.elapsed.as_secs_f64(),
-                    r.cpu.others as f64 / hz / r.elapsed.as_secs_f64(),
-                );
-                t.closed_ok += r.ok;
-                t.closed_secs += r.elapsed.as_secs_f64();
-                t.closed_cpu += r.cpu;
-                others.push(r.cpu.others as f64 / hz / r.elapsed.as_secs_f64());
-                t.rounds_rps.push(rps);
-                t.errors.merge(r.errors);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            for (j, s) in servers.iter().enumerate() {
-                let mut r = open_loop(
-                    s,
-                    std::slice::from_ref(p),
-                    opts.connections,
-                    opts.rate,
-                    phase,
-                    1,
-                )
-                .await;
-                r.latencies_ns.sort_unstable();
-                r.pacer_lag_ns.sort_unstable();
-                println!(
-                    "round {round} {:<14} {:<12} open loop {}/s: p50 {} p99 {} p99.9 {}, {} errors, pacer lag p99 {}; cores used: server {:.2}, other processes {:.2}",
-                    p.label,
-                    s.kind.name(),
-                    opts.rate,
-                    fmt_ns(quantile(&r.latencies_ns, 0.5)),
-                    fmt_ns(quantile(&r.latencies_ns, 0.99)),
-                    fmt_ns(quantile(&r.latencies_ns, 0.999)),
-                    r.errors.count,
-                    fmt_ns(quantile(&r.pacer_lag_ns, 0.99)),
-                    r.cpu.server as f64 / hz / r.elapsed.as_secs_f64(),
-                    r.cpu.others as f64 / hz / r.elapsed.as_secs_f64(),
-                );
-                others.push(r.cpu.others as f64 / hz / r.elapsed.as_secs_f64());
-                let t = &mut tallies[i][j];
-                t.open_ok += r.ok;
-                t.open_secs += r.elapsed.as_secs_f64();
-                t.open_cpu += r.cpu;
-                t.latencies_ns.extend(r.latencies_ns);
-                t.service_ns.extend(r.service_ns);
-                t.pacer_lag_ns.extend(r.pacer_lag_ns);
-                t.errors.merge(r.errors);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            measure_round(&servers, p, &mut tallies[i], opts, hz, round, &mut others).await;
         }
     }
 
@@ -221,12 +165,11 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
         out,
         "Machine: {machine}. The load generator shares these cores with the server under test."
     );
-    let others_mean = others.iter().sum::<f64>() / others.len().max(1) as f64;
-    let others_max = others.iter().copied().fold(0.0, f64::max);
+    let (others_mean, others_max, quiet) = other_load(&others);
     let _ = writeln!(
         out,
         "Other processes on the machine used {others_mean:.2} cores on average during the measured phases (at most {others_max:.2}){}",
-        if others_mean > 0.15 || others_max > 0.5 {
+        if !quiet {
             ": the machine was NOT quiet, figures are disturbed; run again on an idle machine."
         } else {
             ": quiet."
@@ -389,7 +332,7 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
     }
     print!("{out}");
 
-    let mut clean = all_errors == 0;
+    let clean = all_errors == 0;
     if !clean {
         println!("\nERRORS ({all_errors}):");
         for (i, p) in payloads.iter().enumerate() {
@@ -405,15 +348,77 @@ pub(crate) async fn compare(opts: &Options) -> anyhow::Result<bool> {
             }
         }
     }
-    for s in servers {
-        if let Some(status) = proc_exited(s) {
-            clean = false;
-            println!(
-                "{} exited during the run ({status}):\n{}",
-                s.kind.name(),
-                s.stderr_tail()
-            );
-        }
+    Ok(all_still_running(servers) && clean)
+}
+
+/// One round of a payload: the closed loop, then the open loop, on each server in turn; the
+/// figures go to `tallies` (one per server) and the cores other processes used to `others`.
+pub(crate) async fn measure_round(
+    servers: &[&Server],
+    p: &Arc<Payload>,
+    tallies: &mut [Tally],
+    opts: &Options,
+    hz: f64,
+    round: u32,
+    others: &mut Vec<f64>,
+) {
+    let phase = opts.phase();
+    for (j, s) in servers.iter().enumerate() {
+        let r = closed_loop(s, p, opts.connections, phase).await;
+        let t = &mut tallies[j];
+        let rps = r.ok as f64 / r.elapsed.as_secs_f64();
+        println!(
+            "round {round} {:<14} {:<12} closed loop: {:>7} reviews/s, {} errors; cores used: server {:.2}, load generator {:.2}, other processes {:.2}",
+            p.label,
+            s.kind.name(),
+            fmt_count(rps),
+            r.errors.count,
+            r.cpu.server as f64 / hz / r.elapsed.as_secs_f64(),
+            r.cpu.client as f64 / hz / r.elapsed.as_secs_f64(),
+            r.cpu.others as f64 / hz / r.elapsed.as_secs_f64(),
+        );
+        t.closed_ok += r.ok;
+        t.closed_secs += r.elapsed.as_secs_f64();
+        t.closed_cpu += r.cpu;
+        others.push(r.cpu.others as f64 / hz / r.elapsed.as_secs_f64());
+        t.rounds_rps.push(rps);
+        t.errors.merge(r.errors);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(clean)
+    for (j, s) in servers.iter().enumerate() {
+        let mut r = open_loop(
+            s,
+            std::slice::from_ref(p),
+            opts.connections,
+            opts.rate,
+            phase,
+            1,
+        )
+        .await;
+        r.latencies_ns.sort_unstable();
+        r.pacer_lag_ns.sort_unstable();
+        println!(
+            "round {round} {:<14} {:<12} open loop {}/s: p50 {} p99 {} p99.9 {}, {} errors, pacer lag p99 {}; cores used: server {:.2}, other processes {:.2}",
+            p.label,
+            s.kind.name(),
+            opts.rate,
+            fmt_ns(quantile(&r.latencies_ns, 0.5)),
+            fmt_ns(quantile(&r.latencies_ns, 0.99)),
+            fmt_ns(quantile(&r.latencies_ns, 0.999)),
+            r.errors.count,
+            fmt_ns(quantile(&r.pacer_lag_ns, 0.99)),
+            r.cpu.server as f64 / hz / r.elapsed.as_secs_f64(),
+            r.cpu.others as f64 / hz / r.elapsed.as_secs_f64(),
+        );
+        others.push(r.cpu.others as f64 / hz / r.elapsed.as_secs_f64());
+        let t = &mut tallies[j];
+        t.open_ok += r.ok;
+        t.open_secs += r.elapsed.as_secs_f64();
+        t.open_cpu += r.cpu;
+        t.latencies_ns.extend(r.latencies_ns);
+        t.service_ns.extend(r.service_ns);
+        t.pacer_lag_ns.extend(r.pacer_lag_ns);
+        t.errors.merge(r.errors);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -40,6 +40,11 @@
 //! window, max(60 s, 10% of the run) but at most half the run, as a percentage of the latter
 //! (fewer than 3 per window in runs too short for two windows of 3).
 //!
+//! Peers (`-- --peers BIN_DIR`, or `benches/peers.sh`, which builds them): pod-hardener, the
+//! baseline and Kubernetes' Pod Security Admission webhook (/validate) or OPA Gatekeeper's
+//! mutation webhook (/mutate), all against the tests' real control plane, their answers checked
+//! equal first; see `peers.rs`.
+//!
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -47,11 +52,17 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+// The tests' real control plane, which the peers comparison runs the webhooks against.
+#[allow(dead_code)]
+#[path = "../../tests/common/control_plane.rs"]
+mod control_plane;
+
 mod baseline;
 mod client;
 mod compare;
 mod options;
 mod payload;
+mod peers;
 mod phases;
 mod process;
 mod report;
@@ -115,9 +126,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// The comparison, or the soak, on a runtime of the same flavor as `pod-hardener serve`.
+/// The comparison, the peers comparison or the soak, on a runtime of the same flavor as
+/// `pod-hardener serve`.
 fn run(opts: &Options) -> anyhow::Result<bool> {
     pod_hardener::server::tls::install_crypto_provider();
+    if let Some(bin_dir) = &opts.peers {
+        // The machine as it is, before this process sees one CPU of it.
+        let machine = report::machine();
+        // Before any thread or child exists, so that all of them inherit the harness's CPU.
+        peers::pin_harness()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let control_plane = control_plane::ControlPlane::start();
+        return runtime.block_on(peers::peers(opts, bin_dir, &machine, &control_plane));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -68,6 +68,12 @@ struct Args {
     /// Write the generated reviews to DIR/ID.json and exit (to replay them)
     #[arg(long, value_name = "DIR")]
     dump_payloads: Option<PathBuf>,
+    /// The peers comparison instead (benches/peers.sh): pod-hardener, the baseline and a peer
+    /// built into BIN_DIR by scripts/build-peers.sh (Kubernetes' PSA webhook on /validate, OPA
+    /// Gatekeeper on /mutate), against the tests' control plane, every server pinned to CPU 1;
+    /// the open loop runs at --rate or half the slowest server's saturation, whichever is lower
+    #[arg(long, value_name = "BIN_DIR", conflicts_with_all = ["soak", "dump_payloads"])]
+    peers: Option<PathBuf>,
     /// The pod-hardener binary to run (default: the one cargo built), e.g. an unstripped build
     /// with symbols to profile with `perf record -p PID`
     #[arg(long, value_name = "PATH", default_value = env!("CARGO_BIN_EXE_pod-hardener"))]
@@ -105,6 +111,8 @@ pub(crate) struct Options {
     pub(crate) soak: Option<u64>,
     /// `--baseline-parses`: the baseline parses each review as JSON.
     pub(crate) baseline_parses: bool,
+    /// `--peers BIN_DIR`: the peers comparison, the peers' binaries there.
+    pub(crate) peers: Option<PathBuf>,
     pub(crate) bench_flag: bool,
 }
 
@@ -131,6 +139,7 @@ impl Options {
             quick,
             soak: args.soak,
             baseline_parses: args.baseline_parses,
+            peers: args.peers,
             bench_flag: args.bench,
         }
     }

@@ -34,6 +34,10 @@ pub(crate) enum Kind {
     /// The baseline that also parses each review (`--baseline-parses`).
     ParsingBaseline,
     PodHardener,
+    /// Kubernetes' standalone Pod Security Admission webhook (benches/peers/psa).
+    PsaWebhook,
+    /// OPA Gatekeeper's mutation webhook (benches/peers/gatekeeper).
+    Gatekeeper,
 }
 
 impl Kind {
@@ -42,6 +46,8 @@ impl Kind {
             Kind::Baseline => "baseline",
             Kind::ParsingBaseline => "baseline (parses)",
             Kind::PodHardener => "pod-hardener",
+            Kind::PsaWebhook => "PSA webhook",
+            Kind::Gatekeeper => "Gatekeeper",
         }
     }
 }
@@ -184,9 +190,9 @@ pub(crate) fn clock_ticks() -> f64 {
 }
 
 pub(crate) struct Fixture {
-    dir: tempfile::TempDir,
-    cert: PathBuf,
-    key: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
     pub(crate) ca_pem: String,
 }
 
@@ -205,12 +211,56 @@ pub(crate) fn fixture() -> anyhow::Result<Fixture> {
     })
 }
 
+/// Where and how a server is run; the default is the plain comparison's (no cluster, no pinning).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Placement<'a> {
+    /// A cluster's kubeconfig: pod-hardener then reads namespace labels from it
+    /// (`namespaceSource: cluster`), as the peers do.
+    pub(crate) kubeconfig: Option<&'a Path>,
+    /// The one CPU the server may run on (`taskset -c`), the same for every server compared.
+    pub(crate) cpu: Option<usize>,
+    /// Each request's deadline, when not the client's default.
+    pub(crate) request_timeout: Option<Duration>,
+}
+
+/// `program`, started on `cpu` when one is given (taskset execs it: the PID stays the child's).
+pub(crate) fn command_on(cpu: Option<usize>, program: &Path) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 pub(crate) async fn start_server(
     kind: Kind,
     hardener_bin: &Path,
     fixture: &Fixture,
     connector: &TlsConnector,
     probe: &Payload,
+) -> anyhow::Result<Server> {
+    start_server_placed(
+        kind,
+        hardener_bin,
+        fixture,
+        connector,
+        probe,
+        Placement::default(),
+    )
+    .await
+}
+
+/// [`start_server`] against a cluster and/or pinned to a CPU.
+pub(crate) async fn start_server_placed(
+    kind: Kind,
+    hardener_bin: &Path,
+    fixture: &Fixture,
+    connector: &TlsConnector,
+    probe: &Payload,
+    placement: Placement<'_>,
 ) -> anyhow::Result<Server> {
     let mut last_error = None;
     // A released port can be taken by someone else before the child binds it: try a few.
@@ -220,10 +270,9 @@ pub(crate) async fn start_server(
             .dir
             .path()
             .join(format!("{}-{attempt}.stderr", kind.name()));
-        let stderr = std::fs::File::create(&stderr_path)?;
         let mut cmd = match kind {
             Kind::Baseline | Kind::ParsingBaseline => {
-                let mut c = Command::new(std::env::current_exe()?);
+                let mut c = command_on(placement.cpu, &std::env::current_exe()?);
                 c.arg(BASELINE_FLAG)
                     .arg(port.to_string())
                     .arg(&fixture.cert)
@@ -236,19 +285,24 @@ pub(crate) async fn start_server(
             Kind::PodHardener => {
                 let metrics_port = free_port()?;
                 let config = fixture.dir.path().join("config.yaml");
+                let namespace_source = if placement.kubeconfig.is_some() {
+                    "cluster"
+                } else {
+                    "static"
+                };
                 std::fs::write(
                     &config,
                     format!(
                         "listen: 127.0.0.1:{port}\n\
                          metricsListen: 127.0.0.1:{metrics_port}\n\
                          tls:\n  certFile: {}\n  keyFile: {}\n\
-                         namespaceSource: static\n\
+                         namespaceSource: {namespace_source}\n\
                          log:\n  level: warn\n",
                         fixture.cert.display(),
                         fixture.key.display()
                     ),
                 )?;
-                let mut c = Command::new(hardener_bin);
+                let mut c = command_on(placement.cpu, hardener_bin);
                 c.arg("serve").arg("--config").arg(&config);
                 // Nothing from the environment overrides the file.
                 for var in [
@@ -263,63 +317,82 @@ pub(crate) async fn start_server(
                 ] {
                     c.env_remove(var);
                 }
+                if let Some(kubeconfig) = placement.kubeconfig {
+                    c.env("KUBECONFIG", kubeconfig);
+                }
                 c
             }
+            Kind::PsaWebhook | Kind::Gatekeeper => {
+                bail!("{} is started by the peers comparison", kind.name())
+            }
         };
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr));
-        let spawned = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", kind.name()))?;
-        let mut guard = ChildGuard { child };
-        let target = Target::new(SocketAddr::from(([127, 0, 0, 1], port)), connector.clone());
-        // Ready when a review is answered: at most 200 tries over about 10 s.
-        let mut ready = false;
-        for _ in 0..200 {
-            if let Ok(Some(status)) = guard.child.try_wait() {
-                last_error = Some(anyhow!(
-                    "{} exited during start-up ({status}): {}",
-                    kind.name(),
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                ));
-                break;
-            }
-            let probe_result = tokio::time::timeout(Duration::from_secs(1), async {
-                let mut conn = target.connect().await.map_err(|e| e.to_string())?;
-                review(&mut conn, &target, probe).await
-            })
-            .await;
-            if matches!(probe_result, Ok(Ok(_))) {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        cmd.stdin(Stdio::piped());
+        let mut target = Target::new(SocketAddr::from(([127, 0, 0, 1], port)), connector.clone());
+        if let Some(timeout) = placement.request_timeout {
+            target = target.with_request_timeout(timeout);
         }
-        let startup = spawned.elapsed();
-        if !ready {
-            if last_error.is_none() {
-                last_error = Some(anyhow!(
-                    "{} did not answer within 10 s: {}",
-                    kind.name(),
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                ));
-            }
-            continue;
+        match launch(kind, cmd, target, stderr_path, probe, STARTUP_PROBES).await {
+            Ok(server) => return Ok(server),
+            Err(e) => last_error = Some(e),
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let idle_rss_kib = proc_status_kib(guard.child.id(), "VmRSS:");
-        return Ok(Server {
-            kind,
-            guard,
-            target,
-            stderr_path,
-            startup,
-            idle_rss_kib,
-        });
     }
     Err(last_error.unwrap_or_else(|| anyhow!("{} did not start", kind.name())))
+}
+
+/// Readiness probes of a server started by [`start_server`]: about 10 s when refused at once.
+const STARTUP_PROBES: u32 = 200;
+
+/// Spawns `cmd` (stdout discarded, stderr to `stderr_path`) and waits until it answers `probe`
+/// at `target`: at most `probes` tries, each bounded to 1 s, 25 ms apart.
+pub(crate) async fn launch(
+    kind: Kind,
+    mut cmd: Command,
+    target: Target,
+    stderr_path: PathBuf,
+    probe: &Payload,
+    probes: u32,
+) -> anyhow::Result<Server> {
+    let stderr = std::fs::File::create(&stderr_path)?;
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(stderr));
+    let spawned = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", kind.name()))?;
+    let mut guard = ChildGuard { child };
+    for _ in 0..probes {
+        if let Ok(Some(status)) = guard.child.try_wait() {
+            bail!(
+                "{} exited during start-up ({status}): {}",
+                kind.name(),
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        let probe_result = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut conn = target.connect().await.map_err(|e| e.to_string())?;
+            review(&mut conn, &target, probe).await
+        })
+        .await;
+        if matches!(probe_result, Ok(Ok(_))) {
+            let startup = spawned.elapsed();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let idle_rss_kib = proc_status_kib(guard.child.id(), "VmRSS:");
+            return Ok(Server {
+                kind,
+                guard,
+                target,
+                stderr_path,
+                startup,
+                idle_rss_kib,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!(
+        "{} did not answer within {probes} probes ({:.0?}): {}",
+        kind.name(),
+        spawned.elapsed(),
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+    )
 }
 
 /// pod-hardener's plain-HTTP readiness endpoint answers 200 (one blocking request, bounded).
@@ -361,4 +434,20 @@ pub(crate) fn proc_exited(s: &Server) -> Option<String> {
             }
         }
     }
+}
+
+/// Whether every server still runs at the end; prints how each one that does not ended.
+pub(crate) fn all_still_running<'a>(servers: impl IntoIterator<Item = &'a Server>) -> bool {
+    let mut running = true;
+    for s in servers {
+        if let Some(status) = proc_exited(s) {
+            running = false;
+            println!(
+                "{} exited during the run ({status}):\n{}",
+                s.kind.name(),
+                s.stderr_tail()
+            );
+        }
+    }
+    running
 }

@@ -120,3 +120,10 @@ pub(crate) fn machine() -> String {
         kernel.trim()
     )
 }
+
+/// Cores other processes used in the measured phases: mean, most, and whether that is quiet.
+pub(crate) fn other_load(others: &[f64]) -> (f64, f64, bool) {
+    let mean = others.iter().sum::<f64>() / others.len().max(1) as f64;
+    let most = others.iter().copied().fold(0.0, f64::max);
+    (mean, most, mean <= 0.15 && most <= 0.5)
+}
