@@ -945,7 +945,10 @@ async fn mirrors_are_tried_in_order_before_the_registry() {
         panic!("{catalog:?}\n{}", world.registry.log_tail())
     };
     assert_eq!(facts.digest, world.digests["named"]);
-    assert_eq!(facts.source, mirror, "the record names the mirror that answered");
+    assert_eq!(
+        facts.source, mirror,
+        "the record names the mirror that answered"
+    );
     assert_eq!(facts.credential, None);
     // Without the working mirror, the answer is the registry's own failure, after the mirror's.
     let without = ImageLookups::new(settings(
