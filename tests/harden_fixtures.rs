@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use json_patch::Patch;
 use pod_hardener::harden::{self, Edit, HardeningSettings, Mode, Profile, Scope};
@@ -15,10 +15,6 @@ use pod_hardener::workload::{self, WorkloadKind};
 use serde_json::{Value, json};
 
 include!("support/shared_data.rs");
-
-fn fixtures() -> Vec<PathBuf> {
-    psa_v1_37_fixtures()
-}
 
 fn load(path: &Path) -> Value {
     serde_yaml_ng::from_str(&fs::read_to_string(path).unwrap()).unwrap()
@@ -131,7 +127,7 @@ fn never_fixable(check: CheckId) -> bool {
 fn hardened_fixtures_are_allowed_or_explained() {
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     let mut failures = Vec::new();
-    for path in fixtures() {
+    for path in psa_v1_37_fixtures() {
         let object = load(&path);
         for mode in [Mode::Fill, Mode::Override] {
             let hardening = harden_pod(&object, &profile(mode));
@@ -195,7 +191,7 @@ fn hardened_fixtures_are_allowed_or_explained() {
 
 #[test]
 fn hardening_is_idempotent_on_every_fixture() {
-    for path in fixtures() {
+    for path in psa_v1_37_fixtures() {
         let object = load(&path);
         for mode in [Mode::Fill, Mode::Override] {
             let first = apply(&object, &harden_pod(&object, &profile(mode)).patch);

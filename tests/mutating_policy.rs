@@ -11,7 +11,6 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::control_plane::ControlPlane;
@@ -32,10 +31,6 @@ const WITH_POLICY: &str = "with-policy";
 const SELECTOR_LABEL: &str = "pod-hardener.test/mutating-policy";
 /// The ServiceAccount admission plugin's token volume: `kube-api-access-<5 random characters>`.
 const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
-
-fn fixtures() -> Vec<PathBuf> {
-    psa_v1_37_fixtures()
-}
 
 /// The Pod as the API server stores it after a dry-run create in `namespace`, or its error.
 async fn dry_run(client: &kube::Client, namespace: &str, pod: &Value) -> Result<Value, String> {
@@ -133,7 +128,7 @@ async fn the_generated_policy_makes_the_changes_mutate_makes() {
     }
 
     let hardener = Hardener::new(Profile::for_level(Level::Restricted, &hardening));
-    let outcomes = futures_util::stream::iter(fixtures())
+    let outcomes = futures_util::stream::iter(psa_v1_37_fixtures())
         .map(|path| {
             let client = client.clone();
             let hardener = hardener.clone();

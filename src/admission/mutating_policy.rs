@@ -155,6 +155,25 @@ fn variables() -> Value {
     ])
 }
 
+/// A field written only when its condition holds: `(name, condition, value)`.
+type Conditional = (&'static str, String, String);
+
+/// `?field: ty{...members...}`, present only when one of `members` is (`indent`: the generated
+/// text's indentation of the field, for people reading the policy).
+fn optional_object(field: &str, ty: &str, members: &[Conditional], indent: &str) -> String {
+    let any: Vec<String> = members
+        .iter()
+        .map(|(_, cond, _)| format!("({cond})"))
+        .collect();
+    let written: Vec<String> = members
+        .iter()
+        .map(|(name, cond, value)| optional_field(name, cond, value))
+        .collect();
+    let separator = format!(",\n{indent}  ");
+    let object = format!("{ty}{{\n{indent}  {}\n{indent}}}", written.join(&separator));
+    optional_field(field, &any.join(" || "), &object)
+}
+
 /// `?field: cond ? optional.of(value) : optional.none()`: the field only when `cond` holds, so
 /// that nothing is written (not even an empty object) where nothing changes.
 fn optional_field(field: &str, cond: &str, value: &str) -> String {
@@ -169,27 +188,15 @@ fn apply_configuration(profile: &Profile) -> String {
             has_path("object.spec", &["securityContext", field])
         )
     };
-    let mut pod_fields: Vec<(String, String)> = Vec::new();
+    let mut pod_fields: Vec<Conditional> = Vec::new();
     if profile.has(Control::RunAsNonRoot) {
-        pod_fields.push((
-            optional_field(
-                "runAsNonRoot",
-                &format!("{} && !variables.rootUser", unset("runAsNonRoot")),
-                "true",
-            ),
-            format!("{} && !variables.rootUser", unset("runAsNonRoot")),
-        ));
+        let cond = format!("{} && !variables.rootUser", unset("runAsNonRoot"));
+        pod_fields.push(("runAsNonRoot", cond, "true".to_owned()));
     }
     if profile.has(Control::SeccompProfile) {
         let cond = format!("{linux} && {}", unset("seccompProfile"));
-        pod_fields.push((
-            optional_field(
-                "seccompProfile",
-                &cond,
-                "Object.spec.securityContext.seccompProfile{type: 'RuntimeDefault'}",
-            ),
-            cond,
-        ));
+        let value = "Object.spec.securityContext.seccompProfile{type: 'RuntimeDefault'}";
+        pod_fields.push(("seccompProfile", cond, value.to_owned()));
     }
     for (control, field, value) in [
         (Control::RunAsUser, "runAsUser", profile.run_as_user),
@@ -198,24 +205,16 @@ fn apply_configuration(profile: &Profile) -> String {
     ] {
         if let (true, Some(value)) = (profile.has(control), value) {
             let cond = format!("{linux} && {}", unset(field));
-            pod_fields.push((optional_field(field, &cond, &value.to_string()), cond));
+            pod_fields.push((field, cond, value.to_string()));
         }
     }
     let mut spec_fields = Vec::new();
     if !pod_fields.is_empty() {
-        let any = pod_fields
-            .iter()
-            .map(|(_, cond)| format!("({cond})"))
-            .collect::<Vec<_>>()
-            .join(" || ");
-        let fields: Vec<String> = pod_fields.into_iter().map(|(f, _)| f).collect();
-        spec_fields.push(optional_field(
+        spec_fields.push(optional_object(
             "securityContext",
-            &any,
-            &format!(
-                "Object.spec.securityContext{{\n      {}\n    }}",
-                fields.join(",\n      ")
-            ),
+            "Object.spec.securityContext",
+            &pod_fields,
+            "    ",
         ));
     }
     let read_only_root = profile.has(Control::ReadOnlyRootFilesystem);
@@ -276,7 +275,7 @@ fn needs_tmp_mount() -> String {
 fn container_list(profile: &Profile, list: &str) -> Option<String> {
     let ty = format!("Object.spec.{list}");
     let sc = "c.securityContext";
-    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut fields: Vec<Conditional> = Vec::new();
     if profile.has(Control::AllowPrivilegeEscalation) {
         let cond = format!(
             "!({}) && !({} && {sc}.privileged) && !({} && {sc}.capabilities.add.exists(a, a == 'SYS_ADMIN' || a == 'CAP_SYS_ADMIN'))",
@@ -284,39 +283,25 @@ fn container_list(profile: &Profile, list: &str) -> Option<String> {
             has_path("c", &["securityContext", "privileged"]),
             has_path("c", &["securityContext", "capabilities", "add"]),
         );
-        fields.push((
-            optional_field("allowPrivilegeEscalation", &cond, "false"),
-            cond,
-        ));
+        fields.push(("allowPrivilegeEscalation", cond, "false".to_owned()));
     }
     if profile.has(Control::ReadOnlyRootFilesystem) {
         let cond = format!(
             "!({})",
             has_path("c", &["securityContext", "readOnlyRootFilesystem"])
         );
-        fields.push((
-            optional_field("readOnlyRootFilesystem", &cond, "true"),
-            cond,
-        ));
+        fields.push(("readOnlyRootFilesystem", cond, "true".to_owned()));
     }
     if fields.is_empty() {
         return None;
     }
-    let any = fields
-        .iter()
-        .map(|(_, cond)| format!("({cond})"))
-        .collect::<Vec<_>>()
-        .join(" || ");
-    let sc_fields: Vec<String> = fields.into_iter().map(|(f, _)| f).collect();
     let mut item = vec![
         "name: c.name".to_owned(),
-        optional_field(
+        optional_object(
             "securityContext",
-            &any,
-            &format!(
-                "{ty}.securityContext{{\n        {}\n      }}",
-                sc_fields.join(",\n        ")
-            ),
+            &format!("{ty}.securityContext"),
+            &fields,
+            "      ",
         ),
     ];
     if profile.has(Control::ReadOnlyRootFilesystem) && profile.has(Control::TmpVolume) {

@@ -125,6 +125,11 @@ impl ImageLookups {
         true
     }
 
+    /// Whether Pods' pull Secrets are read (set on, and given a client).
+    pub fn reads_pull_secrets(&self) -> bool {
+        self.inner.pull_secrets.get().is_some()
+    }
+
     /// The settings.
     pub fn settings(&self) -> &LookupSettings {
         &self.inner.settings
@@ -156,7 +161,7 @@ impl ImageLookups {
         platform: &Platform,
         pull_secrets: Option<&PodPullSecrets>,
     ) -> ImageCatalog {
-        let pull_secrets = pull_secrets.filter(|_| self.inner.pull_secrets.get().is_some());
+        let pull_secrets = pull_secrets.filter(|_| self.reads_pull_secrets());
         let budget = self.inner.settings.review_budget;
         let deadline = Instant::now() + budget;
         let mut catalog = ImageCatalog::new();

@@ -373,9 +373,11 @@ async fn image_catalog(
     if found.images.is_empty() {
         return None;
     }
+    // Built only when they will be read: most servers never read Pods' Secrets.
     let pull_secrets = req
         .namespace
         .as_deref()
+        .filter(|_| lookups.reads_pull_secrets())
         .and_then(|ns| PodPullSecrets::new(ns, &found.pull_secrets));
     Some(
         lookups
