@@ -20,25 +20,5 @@ files=(wgpolicyk8s.io_policyreports.yaml wgpolicyk8s.io_clusterpolicyreports.yam
 find_go fetch-policy-report-crds
 cache_root="${POD_HARDENER_CACHE:-$HOME/.cache/pod-hardener}"
 dest="$cache_root/policy-report-crds/kyverno-$version"
-if [ -f "$dest/${files[0]}" ] && [ -f "$dest/${files[1]}" ]; then
-    echo "$dest"
-    exit 0
-fi
-mkdir -p "$dest"
-exec 9>"$dest/.lock"
-flock 9
-if [ ! -f "$dest/${files[0]}" ] || [ ! -f "$dest/${files[1]}" ]; then
-    echo "fetch-policy-report-crds: downloading $module@$version" >&2
-    # Outside any module, so no go.mod is needed or touched.
-    dir="$(cd / && GOFLAGS=-mod=mod "$go" mod download -json "$module@$version" |
-        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    if [ -z "$dir" ] || [ ! -d "$dir/config/crds/policyreport" ]; then
-        echo "fetch-policy-report-crds: $module@$version has no config/crds/policyreport" >&2
-        exit 1
-    fi
-    for f in "${files[@]}"; do
-        install -m 0644 "$dir/config/crds/policyreport/$f" "$dest/$f.partial"
-        mv "$dest/$f.partial" "$dest/$f"
-    done
-fi
+fetch_module_files fetch-policy-report-crds "$module" "$version" config/crds/policyreport "$dest" "${files[@]}"
 echo "$dest"

@@ -58,6 +58,10 @@ echo "== the wgpolicyk8s.io PolicyReport CRDs for the audit tests (cached after 
 POD_HARDENER_POLICY_REPORT_CRDS="$(scripts/fetch-policy-report-crds.sh | tail -n 1)"
 export POD_HARDENER_POLICY_REPORT_CRDS
 
+echo "== cert-manager's CRDs for the cert-manager install test (cached after the first download)"
+POD_HARDENER_CERT_MANAGER_CRDS="$(scripts/fetch-cert-manager-crds.sh | tail -n 1)"
+export POD_HARDENER_CERT_MANAGER_CRDS
+
 echo "== node for the end-to-end node tests: kubelet, containerd, runc, CNI, test images (cached)"
 POD_HARDENER_NODE_BIN="$(scripts/build-node.sh | tail -n 1)"
 POD_HARDENER_NODE_IMAGES="$(scripts/build-node-images.sh | tail -n 1)"
