@@ -11,8 +11,8 @@
 #   SOURCE_DATE_EPOCH           default: the commit time of HEAD (`git log -1 --format=%ct`)
 # Outputs: RELEASE_TARGET (the target triple), RELEASE_BIN (path of the binary).
 #
-# Reproducibility: no timestamps are embedded (build.rs embeds only the commit), the source and
-# cargo-home paths are remapped to fixed strings, the lockfile is enforced, and the profile has
+# Reproducibility: no timestamps are embedded (build.rs embeds only the commit), the checkout's
+# sources are compiled by relative path and the cargo-home path is remapped to a fixed string, the lockfile is enforced, and the profile has
 # codegen-units = 1, so two builds of one commit with one toolchain give the same bytes
 # (scripts/reproducible-build.sh checks it).
 
@@ -66,7 +66,11 @@ release_build() {
     export POD_HARDENER_GIT_COMMIT SOURCE_DATE_EPOCH
 
     # Fixed strings instead of where the checkout and cargo's registry happen to be.
-    flags="--remap-path-prefix=$root=/build/pod-hardener --remap-path-prefix=$cargo_home=/cargo"
+    # Only $CARGO_HOME needs remapping: cargo hands rustc the checkout's own sources by relative
+    # paths (src/...), so no path of the checkout is in the stripped binary (checked: no
+    # /build/pod-hardener after remapping it there). Leaving the checkout out of RUSTFLAGS keeps
+    # them the same for every clone, so CI's clean clones reuse the cached dependency builds.
+    flags="--remap-path-prefix=$cargo_home=/cargo"
     if [ "$RELEASE_TARGET" = "$RELEASE_MUSL_TRIPLE" ]; then
         export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
     else

@@ -57,6 +57,12 @@ fn indent(out: &mut String, n: usize) {
     out.extend(std::iter::repeat_n(' ', n));
 }
 
+/// The longest implicit key (`key: value`) YAML allows is 1024 characters up to the `:` (YAML 1.2
+/// §7.4.2; go-yaml, libyaml and saphyr refuse a longer one as "mapping values are not allowed").
+/// A key written longer, such as one whose control characters are escaped four to one, is written
+/// as an explicit key. A margin below the limit: the readers differ in how they count.
+const IMPLICIT_KEY_MAX_CHARS: usize = 1000;
+
 /// Writes a non-empty mapping at `level`; with `continues_line`, the first key goes on the
 /// current line (after a sequence's `- `).
 fn write_mapping(
@@ -70,7 +76,14 @@ fn write_mapping(
         if i > 0 || !continues_line {
             indent(out, level);
         }
+        let key_start = out.len();
         write_key(out, key);
+        if out[key_start..].chars().count() > IMPLICIT_KEY_MAX_CHARS {
+            // An explicit key: `? key`, then `:` and the value on the next line.
+            out.insert_str(key_start, "? ");
+            out.push('\n');
+            indent(out, level);
+        }
         out.push(':');
         write_value(out, &map[key.as_str()], child_order, level, Parent::Mapping);
     }
@@ -539,6 +552,29 @@ mod tests {
             ] {
                 let text = write_document(&value, None);
                 assert_eq!(read_back(&text), value, "{s:?} written as:\n{text}");
+            }
+        }
+    }
+
+    /// Keys past YAML's 1024-character limit on implicit keys (found by the `manifests` fuzz
+    /// target: 300 control characters, escaped four to one) are written as explicit keys, under
+    /// each kind of value and after a sequence's `- `.
+    #[test]
+    fn keys_too_long_to_be_implicit_read_back_as_themselves() {
+        let long = "k".repeat(1100);
+        let escaped = format!("all{}ow", "\u{6}".repeat(300));
+        let just_under = "j".repeat(IMPLICIT_KEY_MAX_CHARS);
+        for key in [long, escaped, just_under] {
+            for value in [
+                json!({ key.clone(): null }),
+                json!({ key.clone(): "x", "after": 1 }),
+                json!({ "outer": { key.clone(): { "c": [1, 2] }, "b": true } }),
+                json!({ "outer": { key.clone(): ["x", { "y": 1 }], "b": "s" } }),
+                json!({ "list": [{ key.clone(): "first", "second": 2 }] }),
+                json!({ "list": [{ "first": 1, key.clone(): { "deep": "x" } }] }),
+            ] {
+                let text = write_document(&value, None);
+                assert_eq!(read_back(&text), value, "written as:\n{text}");
             }
         }
     }
