@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (cargo fuzz, libFuzzer, nightly toolchain) for FUZZ_SECONDS each
-# (default 30; FUZZ_SANITIZER=address for an ASan build), starting from the seed corpora in fuzz/corpus/<target>/. New inputs go to a
-# scratch directory, so the committed corpora only change by hand. Any crash fails the script;
+# (default 30; FUZZ_SANITIZER=address for an ASan build), starting from the seed corpora in
+# fuzz/corpus/<target>/. New inputs go to a scratch directory, so the committed corpora only change by hand. Any crash fails the script;
 # the crashing input is in fuzz/artifacts/<target>/.
 # Usage: scripts/fuzz.sh [TARGET...]
 set -euo pipefail

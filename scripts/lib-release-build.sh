@@ -12,8 +12,8 @@
 # Outputs: RELEASE_TARGET (the target triple), RELEASE_BIN (path of the binary).
 #
 # Reproducibility: no timestamps are embedded (build.rs embeds only the commit), the checkout's
-# sources are compiled by relative path and the cargo-home path is remapped to a fixed string, the lockfile is enforced, and the profile has
-# codegen-units = 1, so two builds of one commit with one toolchain give the same bytes
+# sources are compiled by relative path and the cargo-home path is remapped to a fixed string,
+# the lockfile is enforced, and the profile has codegen-units = 1, so two builds of one commit with one toolchain give the same bytes
 # (scripts/reproducible-build.sh checks it).
 
 # shellcheck shell=bash
@@ -65,7 +65,6 @@ release_build() {
     fi
     export POD_HARDENER_GIT_COMMIT SOURCE_DATE_EPOCH
 
-    # Fixed strings instead of where the checkout and cargo's registry happen to be.
     # Only $CARGO_HOME needs remapping: cargo hands rustc the checkout's own sources by relative
     # paths (src/...), so no path of the checkout is in the stripped binary (checked: no
     # /build/pod-hardener after remapping it there). Leaving the checkout out of RUSTFLAGS keeps

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::control_plane::ControlPlane;
-use common::tools::{run_tool, tools};
+use common::tools::{Kubectl, built, run_tool};
 use pod_hardener::workload::WorkloadKind;
 use serde_json::{Value, json};
 
@@ -44,44 +44,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-struct Kubectl<'a>(&'a ControlPlane);
-
 impl Kubectl<'_> {
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut c = Command::new(tools().join("kubectl"));
-        c.arg("--kubeconfig")
-            .arg(self.0.kubeconfig_path())
-            .args(args);
-        run_tool(&mut c, stdin)
-    }
-
-    fn must(&self, args: &[&str], stdin: &[u8]) -> String {
-        let o = self.run(args, stdin);
-        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o.stderr));
-        text(&o.stdout)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.must(args, b"")).unwrap()
-    }
-
     /// The wgpolicyk8s.io PolicyReport CRDs, created and established.
     fn install_policy_report_crds(&self) {
+        let mut crds = Vec::new();
         for file in [
             "wgpolicyk8s.io_policyreports.yaml",
             "wgpolicyk8s.io_clusterpolicyreports.yaml",
         ] {
-            let crd = fs::read(crds_dir().join(file)).unwrap();
-            self.must(&["apply", "--server-side", "-f", "-"], &crd);
-            let wait = [
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "-f",
-                "-",
-            ];
-            self.must(&wait, &crd);
+            crds.extend(fs::read(crds_dir().join(file)).unwrap());
+            crds.extend(b"\n---\n");
         }
+        self.install_crds(&crds);
     }
 
     fn policy_reports(&self, namespace: &str) -> Vec<Value> {
@@ -106,19 +80,10 @@ fn audit(kubeconfig: &Path, extra: &[&str]) -> Output {
 fn crds_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("POD_HARDENER_POLICY_REPORT_CRDS") {
-            return PathBuf::from(dir);
-        }
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-policy-report-crds.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{} failed", script.display());
-        PathBuf::from(text(&out.stdout).lines().last().unwrap().trim())
+        built(
+            "POD_HARDENER_POLICY_REPORT_CRDS",
+            "scripts/fetch-policy-report-crds.sh",
+        )
     })
 }
 

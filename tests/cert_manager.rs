@@ -16,11 +16,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use common::control_plane::ControlPlane;
-use common::tools::{run_tool, tools};
+use common::tools::{Kubectl, built, run_tool, tools};
 use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -35,58 +35,31 @@ fn text(bytes: &[u8]) -> String {
 fn crds_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("POD_HARDENER_CERT_MANAGER_CRDS") {
-            return PathBuf::from(dir);
-        }
-        let script = Path::new(ROOT).join("scripts/fetch-cert-manager-crds.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{} failed", script.display());
-        PathBuf::from(text(&out.stdout).lines().last().unwrap().trim())
+        built(
+            "POD_HARDENER_CERT_MANAGER_CRDS",
+            "scripts/fetch-cert-manager-crds.sh",
+        )
     })
 }
 
-struct Kubectl<'a> {
-    control_plane: &'a ControlPlane,
-}
-
-impl Kubectl<'_> {
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut c = Command::new(tools().join("kubectl"));
-        c.current_dir(ROOT)
-            .arg("--kubeconfig")
-            .arg(self.control_plane.kubeconfig_path())
-            .args(args);
-        run_tool(&mut c, stdin)
-    }
-
-    /// Runs kubectl, which must succeed without a warning (strict validation turns an unknown
-    /// field into an error; anything else the API server warns about is a finding too).
-    fn must(&self, args: &[&str], stdin: &[u8]) -> String {
-        let o = self.run(args, stdin);
-        let stderr = text(&o.stderr);
-        assert!(o.status.success(), "kubectl {args:?}: {stderr}");
-        assert!(
-            !stderr.contains("Warning"),
-            "kubectl {args:?} warned: {stderr}"
-        );
-        text(&o.stdout)
-    }
-
-    fn get(&self, what: &str) -> Value {
-        serde_json::from_str(&self.must(&["get", "-n", NAMESPACE, what, "-o", "json"], b""))
-            .unwrap()
-    }
+/// Runs kubectl, which must succeed without a warning: strict validation turns an unknown
+/// field into an error, and anything else the API server warns about is a finding too.
+fn must_quietly(kubectl: &Kubectl<'_>, args: &[&str], stdin: &[u8]) -> String {
+    let o = kubectl.run(args, stdin);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "kubectl {args:?}: {stderr}");
+    assert!(
+        !stderr.contains("Warning"),
+        "kubectl {args:?} warned: {stderr}"
+    );
+    text(&o.stdout)
 }
 
 /// Server-side apply with strict field validation: what an operator's `kubectl apply` does, minus
 /// the leniency (`--validate=strict` refuses unknown and duplicate fields).
 const STRICT_APPLY: &[&str] = &["apply", "--server-side", "--validate=strict"];
 
+/// cert-manager's cert-manager.io CRDs, created and established.
 fn install_cert_manager_crds(kubectl: &Kubectl<'_>) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(crds_dir())
         .unwrap()
@@ -100,33 +73,33 @@ fn install_cert_manager_crds(kubectl: &Kubectl<'_>) {
         "cert-manager CRDs in {}",
         crds_dir().display()
     );
+    let mut crds = Vec::new();
     for file in &files {
-        let file = file.to_str().unwrap();
-        kubectl.must(&["apply", "--server-side", "-f", file], b"");
-        kubectl.must(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "-f",
-                file,
-            ],
-            b"",
-        );
+        crds.extend(std::fs::read(file).unwrap());
+        crds.extend(b"\n---\n");
+    }
+    // As `Kubectl::install_crds` does, and with no warning from the API server about them.
+    let wait = [
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "-f",
+        "-",
+    ];
+    for args in [&["apply", "--server-side", "-f", "-"][..], &wait[..]] {
+        must_quietly(kubectl, args, &crds);
     }
 }
 
 #[test]
 fn the_cert_manager_install_is_what_cert_managers_api_accepts() {
     let control_plane = ControlPlane::start();
-    let kubectl = Kubectl {
-        control_plane: &control_plane,
-    };
+    let kubectl = Kubectl(&control_plane);
     install_cert_manager_crds(&kubectl);
 
     // The control first: strict validation is live, so a field cert-manager's schema does not
     // have is refused and named, where a lenient apply would store the Certificate without it.
-    kubectl.must(&["create", "namespace", "strictness"], b"");
+    must_quietly(&kubectl, &["create", "namespace", "strictness"], b"");
     let misspelled = json!({
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
@@ -137,7 +110,9 @@ fn the_cert_manager_install_is_what_cert_managers_api_accepts() {
             "issuerRef": {"name": "i", "kind": "Issuer"},
         },
     });
-    let refused = kubectl.run(STRICT_APPLY_STDIN, misspelled.to_string().as_bytes());
+    let mut args = STRICT_APPLY.to_vec();
+    args.extend(["-f", "-"]);
+    let refused = kubectl.run(&args, misspelled.to_string().as_bytes());
     assert!(!refused.status.success(), "a misspelled field was accepted");
     assert!(
         text(&refused.stderr).contains("dnsName"),
@@ -148,11 +123,15 @@ fn the_cert_manager_install_is_what_cert_managers_api_accepts() {
     // The overlay, as the README installs it.
     let mut args = STRICT_APPLY.to_vec();
     args.extend(["-k", OVERLAY]);
-    kubectl.must(&args, b"");
+    must_quietly(&kubectl, &args, b"");
 
     // What cert-manager and its cainjector follow, as stored.
-    let issuers = kubectl.get("issuers.cert-manager.io");
-    let certificates = kubectl.get("certificates.cert-manager.io");
+    let get_json = |args: &[&str]| -> Value {
+        serde_json::from_str(&must_quietly(&kubectl, args, b"")).unwrap()
+    };
+    let get = |what: &str| get_json(&["get", "-n", NAMESPACE, what, "-o", "json"]);
+    let issuers = get("issuers.cert-manager.io");
+    let certificates = get("certificates.cert-manager.io");
     let named = |list: &Value, name: &str| -> Value {
         list["items"]
             .as_array()
@@ -178,7 +157,7 @@ fn the_cert_manager_install_is_what_cert_managers_api_accepts() {
     assert_eq!(serving["spec"]["privateKey"]["rotationPolicy"], "Always");
 
     // The Secret it writes is the one the Deployment mounts ...
-    let deployment = kubectl.get("deployment/pod-hardener");
+    let deployment = get("deployment/pod-hardener");
     // (a Secret volume, or a Secret source of a projected volume: the manifests use the latter)
     let mut mounted: Vec<&Value> = Vec::new();
     for volume in deployment["spec"]["template"]["spec"]["volumes"]
@@ -212,8 +191,7 @@ fn the_cert_manager_install_is_what_cert_managers_api_accepts() {
         "mutatingwebhookconfigurations",
         "validatingwebhookconfigurations",
     ] {
-        let list: Value =
-            serde_json::from_str(&kubectl.must(&["get", kind, "-o", "json"], b"")).unwrap();
+        let list = get_json(&["get", kind, "-o", "json"]);
         let ours: Vec<&Value> = list["items"]
             .as_array()
             .unwrap()
@@ -260,8 +238,5 @@ fn the_cert_manager_install_is_what_cert_managers_api_accepts() {
     assert!(rendered.status.success(), "{}", text(&rendered.stderr));
     let mut args = STRICT_APPLY.to_vec();
     args.extend(["--dry-run=server", "--force-conflicts", "-f", "-"]);
-    kubectl.must(&args, &rendered.stdout);
+    must_quietly(&kubectl, &args, &rendered.stdout);
 }
-
-/// [`STRICT_APPLY`] of the object on stdin.
-const STRICT_APPLY_STDIN: &[&str] = &["apply", "--server-side", "--validate=strict", "-f", "-"];

@@ -30,7 +30,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::control_plane::ControlPlane;
-use common::tools::{run_tool, tools};
+use common::tools::{Kubectl, run_tool, tools};
 use pod_hardener::workload::WorkloadKind;
 use serde_json::{Value, json};
 
@@ -69,29 +69,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// kubectl against the test control plane.
-struct Kubectl<'a> {
-    control_plane: &'a ControlPlane,
-}
-
 impl Kubectl<'_> {
-    fn command(&self) -> Command {
-        let mut c = Command::new(tools().join("kubectl"));
-        c.arg("--kubeconfig")
-            .arg(self.control_plane.kubeconfig_path());
-        c
-    }
-
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        run_tool(self.command().args(args), stdin)
-    }
-
-    fn must(&self, args: &[&str], stdin: &[u8]) -> String {
-        let o = self.run(args, stdin);
-        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o.stderr));
-        text(&o.stdout)
-    }
-
     /// The stored form of every object of `manifests`, created with a server-side dry run; the
     /// API server's refusals as text.
     fn stored(&self, manifests: &[u8]) -> (Vec<Value>, String) {
@@ -108,36 +86,6 @@ impl Kubectl<'_> {
             }
         }
         (objects, text(&o.stderr))
-    }
-
-    /// Creates the CustomResourceDefinitions of `manifests` for real and waits until they are
-    /// established, so that their custom resources can be created.
-    fn install_crds(&self, manifests: &[u8]) {
-        let crds: Vec<Value> = pod_hardener::manifest::read_documents(manifests)
-            .unwrap()
-            .into_iter()
-            .map(|d| d.object)
-            .filter(|o| o["kind"] == "CustomResourceDefinition")
-            .collect();
-        if crds.is_empty() {
-            return;
-        }
-        let list = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": crds}))
-            .unwrap();
-        self.must(
-            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-            &list,
-        );
-        self.must(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "-f",
-                "-",
-            ],
-            &list,
-        );
     }
 }
 
@@ -482,9 +430,7 @@ fn compare(baseline: Vec<Value>, hardened: Vec<Value>) -> Result<usize, String> 
 fn every_chart_means_the_same_through_helm_3_helm_4_and_kustomize() {
     let corpus = renderings();
     let control_plane = ControlPlane::start();
-    let kubectl = Kubectl {
-        control_plane: &control_plane,
-    };
+    let kubectl = Kubectl(&control_plane);
     kubectl.must(&["create", "namespace", NAMESPACE], b"");
     let dir = control_plane.dir().join("charts");
     let helm = Helm::new(&dir);
@@ -705,9 +651,7 @@ fn same_json(a: &Value, b: &Value) -> bool {
 #[test]
 fn the_yaml_table_reads_as_kubectl_and_the_api_server_read_it() {
     let control_plane = ControlPlane::start();
-    let kubectl = Kubectl {
-        control_plane: &control_plane,
-    };
+    let kubectl = Kubectl(&control_plane);
     kubectl.install_crds(
         b"apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: scalars.yamltable.pod-hardener.io\nspec:\n  group: yamltable.pod-hardener.io\n  scope: Cluster\n  names: {plural: scalars, singular: scalar, kind: Scalar}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
     );
@@ -789,9 +733,7 @@ const INSTALL_SAMPLE: &[&str] = &[
 fn helm_4_installs_a_sample_of_the_corpus_into_a_restricted_namespace() {
     let corpus: BTreeMap<String, Vec<u8>> = renderings().into_iter().collect();
     let control_plane = ControlPlane::start();
-    let kubectl = Kubectl {
-        control_plane: &control_plane,
-    };
+    let kubectl = Kubectl(&control_plane);
     kubectl.must(&["create", "namespace", NAMESPACE], b"");
     kubectl.must(
         &[

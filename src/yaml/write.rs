@@ -78,7 +78,11 @@ fn write_mapping(
         }
         let key_start = out.len();
         write_key(out, key);
-        if out[key_start..].chars().count() > IMPLICIT_KEY_MAX_CHARS {
+        // Bytes bound characters from above: only a long key is counted.
+        let written = &out[key_start..];
+        if written.len() > IMPLICIT_KEY_MAX_CHARS
+            && written.chars().count() > IMPLICIT_KEY_MAX_CHARS
+        {
             // An explicit key: `? key`, then `:` and the value on the next line.
             out.insert_str(key_start, "? ");
             out.push('\n');
@@ -557,8 +561,8 @@ mod tests {
     }
 
     /// Keys past YAML's 1024-character limit on implicit keys (found by the `manifests` fuzz
-    /// target: 300 control characters, escaped four to one) are written as explicit keys, under
-    /// each kind of value and after a sequence's `- `.
+    /// target: a key of control characters, 1,181 characters once escaped) are written as
+    /// explicit keys, under each kind of value and after a sequence's `- `.
     #[test]
     fn keys_too_long_to_be_implicit_read_back_as_themselves() {
         let long = "k".repeat(1100);

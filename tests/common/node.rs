@@ -775,31 +775,4 @@ fn pod_hardener_image_built() -> PathBuf {
     archive
 }
 
-/// The path a build script printed last, or `env` when set.
-pub fn built(env: &str, script: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(env) {
-        return PathBuf::from(path);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
-    let started = Instant::now();
-    let output = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|err| panic!("run {}: {err}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} failed ({})",
-        script.display(),
-        output.status
-    );
-    let stdout = String::from_utf8(output.stdout).expect("build script output is UTF-8");
-    let last = stdout
-        .lines()
-        .map(str::trim)
-        .rfind(|line| !line.is_empty())
-        .expect("the build script prints its output path last");
-    eprintln!("node: {last} ({:.1?})", started.elapsed());
-    PathBuf::from(last)
-}
+pub use super::tools::built;
