@@ -1,6 +1,6 @@
 //! The reviewed object, decoded without the fields that no Pod Security check and no hardening
-//! control reads: a container's `env`, `envFrom`, `args`, `command` and `resources`, and
-//! `metadata.managedFields`.
+//! control reads: a container's `env`, `envFrom`, `args`, `command` and `resources`,
+//! `metadata.managedFields`, and a projected volume's `sources`.
 //!
 //! Why: they are most of a large Pod's bytes (a chart's containers with dozens of variables each;
 //! server-side apply's field sets) and, as `serde_json::Value`s and then typed structs, most of its
@@ -10,8 +10,11 @@
 //! Safe because the webhook only ever answers with a JSON Patch of security fields, never with the
 //! object: what is skipped can neither be judged nor lost. Container fields are dropped only
 //! inside objects of a `containers`, `initContainers` or `ephemeralContainers` array, wherever
-//! that array sits (a Pod's spec or a workload's template), and `managedFields` only inside a
-//! `metadata` object; everything else is kept as is.
+//! that array sits (a Pod's spec or a workload's template), `managedFields` only inside a
+//! `metadata` object, and `sources` only inside the `projected` object of an item of a
+//! `volumes` array (checks ask only which source a volume has, never what a projection holds:
+//! the service account token volume every Pod gets is a third of a typical Pod's decoding);
+//! everything else is kept as is.
 
 use std::fmt;
 
@@ -22,6 +25,8 @@ use serde_json::{Map, Number, Value};
 pub const SKIPPED_CONTAINER_FIELDS: [&str; 5] = ["env", "envFrom", "args", "command", "resources"];
 /// Metadata fields that feed no check and no control.
 pub const SKIPPED_METADATA_FIELDS: [&str; 1] = ["managedFields"];
+/// Fields of a volume's `projected` source that feed no check and no control.
+pub const SKIPPED_PROJECTED_FIELDS: [&str; 1] = ["sources"];
 
 /// Keys whose value is a list of containers.
 const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
@@ -37,6 +42,12 @@ enum Place {
     Container,
     /// The value of a `metadata` key.
     Metadata,
+    /// The value of a `volumes` key.
+    VolumeList,
+    /// One volume of such a list.
+    Volume,
+    /// The `projected` source of such a volume: its skipped fields are dropped.
+    Projected,
 }
 
 /// Deserializes an optional object, skipping the container fields above.
@@ -106,7 +117,12 @@ impl<'de> Visitor<'de> for Lean {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let element = match self.0 {
             Place::ContainerList => Place::Container,
-            Place::Other | Place::Container | Place::Metadata => Place::Other,
+            Place::VolumeList => Place::Volume,
+            Place::Other
+            | Place::Container
+            | Place::Metadata
+            | Place::Volume
+            | Place::Projected => Place::Other,
         };
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         while let Some(item) = seq.next_element_seed(Lean(element))? {
@@ -121,15 +137,18 @@ impl<'de> Visitor<'de> for Lean {
             let skipped = match self.0 {
                 Place::Container => SKIPPED_CONTAINER_FIELDS.contains(&key.as_str()),
                 Place::Metadata => SKIPPED_METADATA_FIELDS.contains(&key.as_str()),
-                Place::Other | Place::ContainerList => false,
+                Place::Projected => SKIPPED_PROJECTED_FIELDS.contains(&key.as_str()),
+                Place::Other | Place::ContainerList | Place::VolumeList | Place::Volume => false,
             };
             if skipped {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let place = match key.as_str() {
-                k if CONTAINER_LISTS.contains(&k) => Place::ContainerList,
-                "metadata" => Place::Metadata,
+            let place = match (self.0, key.as_str()) {
+                (_, k) if CONTAINER_LISTS.contains(&k) => Place::ContainerList,
+                (_, "metadata") => Place::Metadata,
+                (_, "volumes") => Place::VolumeList,
+                (Place::Volume, "projected") => Place::Projected,
                 _ => Place::Other,
             };
             let value = map.next_value_seed(Lean(place))?;

@@ -420,12 +420,17 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
     // JSON is UTF-8 (RFC 8259 §8.1), and the API server sends nothing else. serde_json checks
     // only the strings it reads, so without this a stray byte in a field pod-hardener skips
     // would be accepted here while every other JSON reader of the same review refuses it.
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(DecodeError::Malformed {
-            uid: readable_uid(body),
-            message: format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-        });
-    }
+    // Once checked, the text is read as `str`: serde_json's slice reader would check every
+    // string it reads again (a tenth of a 3 KB review's decoding).
+    let body = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(DecodeError::Malformed {
+                uid: readable_uid(body),
+                message: format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+            });
+        }
+    };
     match decode_typed(body) {
         Some(req) => Ok(req),
         None => decode_lean(body),
@@ -435,8 +440,8 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
 /// The fast way ([`super::typed`]): a Pod create's object straight into typed parts, any other
 /// object into lean JSON. `None` whenever anything does not read as the derived decoding reads
 /// it, for [`decode_lean`] to decide (and word) as it always has.
-fn decode_typed(body: &[u8]) -> Option<AdmissionRequest> {
-    let review: IncomingReview<super::typed::InOrderRequest> = serde_json::from_slice(body).ok()?;
+fn decode_typed(body: &str) -> Option<AdmissionRequest> {
+    let review: IncomingReview<super::typed::InOrderRequest> = serde_json::from_str(body).ok()?;
     if review.kind.as_deref() != Some("AdmissionReview")
         || review.api_version.as_deref() != Some(API_VERSION)
     {
@@ -446,10 +451,10 @@ fn decode_typed(body: &[u8]) -> Option<AdmissionRequest> {
 }
 
 /// The way every review decoded before [`decode_typed`]: the object as lean JSON.
-fn decode_lean(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
+fn decode_lean(body: &str) -> Result<AdmissionRequest, DecodeError> {
     let review: IncomingReview<AdmissionRequest> =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed {
-            uid: readable_uid(body),
+        serde_json::from_str(body).map_err(|e| DecodeError::Malformed {
+            uid: readable_uid(body.as_bytes()),
             message: e.to_string(),
         })?;
     if review.kind.as_deref() != Some("AdmissionReview")

@@ -287,6 +287,52 @@ fn validate_warns_and_audits_at_their_own_levels() {
 }
 
 #[test]
+fn a_denied_pods_audit_message_is_pss_own_when_audit_equals_enforce() {
+    // The denial's audit annotation reuses the enforce message's details: it must still be
+    // exactly what PSA's would-violate message says, without pod-hardener's addition.
+    for (labels, audit) in [
+        (
+            vec![("pod-security.kubernetes.io/enforce", "restricted")],
+            "restricted:latest",
+        ),
+        (
+            vec![
+                ("pod-security.kubernetes.io/enforce", "restricted"),
+                ("pod-security.kubernetes.io/enforce-version", "v1.30"),
+                ("pod-security.kubernetes.io/audit", "restricted"),
+                ("pod-security.kubernetes.io/audit-version", "v1.30"),
+            ],
+            "restricted:v1.30",
+        ),
+        (
+            vec![
+                ("pod-security.kubernetes.io/enforce", "restricted"),
+                ("pod-security.kubernetes.io/audit", "baseline"),
+            ],
+            "baseline:latest",
+        ),
+    ] {
+        let p = policy(&labels);
+        let mut pod = plain_pod();
+        pod["spec"]["hostNetwork"] = json!(true);
+        let out = validate::validate(
+            &request("CREATE", POD, pod.clone(), None),
+            &p,
+            &AdmissionSettings::default(),
+        );
+        assert_eq!(out.decision, Decision::Denied, "{labels:?}");
+        let parts = crate::workload::extract(crate::workload::WorkloadKind::Pod, &pod).unwrap();
+        assert_eq!(p.audit.to_string(), audit);
+        let violations = crate::pss::evaluate(&parts.metadata, &parts.spec, p.audit);
+        assert_eq!(
+            out.response.audit_annotations["audit-violations"],
+            crate::pss::would_violate_message(p.audit, &violations),
+            "{labels:?}"
+        );
+    }
+}
+
+#[test]
 fn validate_skips_insignificant_pod_updates_and_ignored_subresources() {
     let old = plain_pod();
     let mut relabelled = plain_pod();
@@ -510,8 +556,8 @@ fn lean_json(object: &Value) -> Value {
     object::deserialize(&mut json).unwrap().unwrap()
 }
 
-/// Decoding drops fields no check reads (`object::SKIPPED_CONTAINER_FIELDS` and
-/// `SKIPPED_METADATA_FIELDS`), and reads a Pod create straight into typed parts: every fixture,
+/// Decoding drops fields no check reads (`object::SKIPPED_CONTAINER_FIELDS`,
+/// `SKIPPED_METADATA_FIELDS` and `SKIPPED_PROJECTED_FIELDS`), and reads a Pod create straight into typed parts: every fixture,
 /// given such fields, is decided exactly as with the full object in JSON form, typed or lean,
 /// and the patch computed on the lean object applied to the full one leaves the dropped fields
 /// as they were. The hardened fixture is decided alike too (what the validating webhook and a
@@ -540,6 +586,18 @@ fn the_lean_object_is_decided_as_the_full_object_on_every_fixture() {
         }
         full["metadata"]["managedFields"] =
             json!([{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]);
+        // The token volume the ServiceAccount admission plugin adds to every Pod.
+        let token_volume = json!({"name": "kube-api-access-x2k9p", "projected": {
+            "defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt",
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}});
+        match full["spec"]["volumes"].as_array_mut() {
+            Some(volumes) => volumes.push(token_volume),
+            None => full["spec"]["volumes"] = json!([token_volume]),
+        }
         let typed = request("CREATE", POD, full.clone(), None);
         assert!(
             matches!(typed.object, Some(ReviewObject::Pod(_))),

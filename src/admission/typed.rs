@@ -9,8 +9,9 @@
 //! message included. When it succeeds it reads what the old way reads: serde reads the same JSON
 //! into the same types (the last of duplicate keys wins in both), and the dropped fields are the
 //! same ones, matched here by the struct serde is filling (`Container`, `EphemeralContainer`,
-//! `ObjectMeta`) where the old way matches them by the key above (`containers`, ...,
-//! `metadata`), which in a PodSpec and its metadata are the same places.
+//! `ObjectMeta`, `ProjectedVolumeSource`) where the old way matches them by the key above
+//! (`containers`, ..., `metadata`, a `volumes` item's `projected`), which in a PodSpec and its
+//! metadata are the same places.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,7 +23,7 @@ use serde::de::{
 };
 use serde::{Deserialize, forward_to_deserialize_any};
 
-use super::object::{SKIPPED_CONTAINER_FIELDS, SKIPPED_METADATA_FIELDS};
+use super::object::{SKIPPED_CONTAINER_FIELDS, SKIPPED_METADATA_FIELDS, SKIPPED_PROJECTED_FIELDS};
 use super::review::{
     AdmissionRequest, GroupVersionKind, GroupVersionResource, ReviewObject, is_pod_create,
 };
@@ -193,6 +194,7 @@ fn skipped_fields(struct_name: &str) -> &'static [&'static str] {
     match struct_name {
         "Container" | "EphemeralContainer" => &SKIPPED_CONTAINER_FIELDS,
         "ObjectMeta" => &SKIPPED_METADATA_FIELDS,
+        "ProjectedVolumeSource" => &SKIPPED_PROJECTED_FIELDS,
         _ => &[],
     }
 }
@@ -473,7 +475,11 @@ mod tests {
                     "securityContext": {"runAsNonRoot": true}}],
                 "ephemeralContainers": [{"name": "e", "command": 7}],
                 "volumes": [{"name": "v", "ephemeral": {"volumeClaimTemplate": {
-                    "metadata": {"managedFields": "dropped too"}, "spec": {}}}}]},
+                    "metadata": {"managedFields": "dropped too"}, "spec": {}}}},
+                    {"name": "token", "projected": {"defaultMode": 420,
+                        "sources": "not even a list"}},
+                    {"name": "cm", "configMap": {"name": "c", "items": [
+                        {"key": "k", "path": "p"}]}}]},
             "status": {"phase": "Pending"}});
         let typed = read_pod(&pod.to_string()).expect("reads");
         assert!(typed.has_metadata);
@@ -492,6 +498,14 @@ mod tests {
             typed.parts.metadata.annotations.expect("kept")["env"],
             "kept"
         );
+        let volumes = typed.parts.spec.volumes.expect("kept");
+        let projected = volumes[1].projected.as_ref().expect("the source is kept");
+        assert_eq!(
+            (projected.default_mode, &projected.sources),
+            (Some(420), &None)
+        );
+        let config_map = volumes[2].config_map.as_ref().expect("kept");
+        assert_eq!(config_map.items.as_ref().map(Vec::len), Some(1));
     }
 
     #[test]

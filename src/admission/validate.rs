@@ -157,6 +157,12 @@ fn validate_pod(
     if !enforce.is_empty() {
         let record = Record::on(&parts);
         let mut message = pss::violates_message(policy.enforce, &enforce);
+        // Audit usually equals enforce: its message then says the same after "would violate",
+        // so the details are not aggregated a second time.
+        let audit_message = (policy.audit == policy.enforce)
+            .then(|| message.strip_prefix("violates"))
+            .flatten()
+            .map(|rest| format!("would violate{rest}"));
         let extra = could_not_fix(&enforce, record.as_ref());
         if !extra.is_empty() {
             message.push_str("; ");
@@ -164,7 +170,14 @@ fn validate_pod(
         }
         let mut denied = AdmissionResponse::forbid(&req.uid, message);
         denied.audit_annotations = std::mem::take(&mut rsp.audit_annotations);
-        add_audit(&mut denied, policy, &mut evaluations);
+        match audit_message {
+            Some(audit) => {
+                denied
+                    .audit_annotations
+                    .insert(AUDIT_VIOLATIONS.to_owned(), audit);
+            }
+            None => add_audit(&mut denied, policy, &mut evaluations),
+        }
         let checks = enforce.iter().map(|v| v.check).collect();
         return Outcome::new(denied, Decision::Denied).with_violations(checks);
     }
