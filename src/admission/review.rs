@@ -421,7 +421,7 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
     // only the strings it reads, so without this a stray byte in a field pod-hardener skips
     // would be accepted here while every other JSON reader of the same review refuses it.
     // Once checked, the text is read as `str`: serde_json's slice reader would check every
-    // string it reads again (a tenth of a 3 KB review's decoding).
+    // string it reads again (`from_utf8` was 2% of the server's CPU on a 3 KB review).
     let body = match std::str::from_utf8(body) {
         Ok(text) => text,
         Err(e) => {

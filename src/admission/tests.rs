@@ -288,8 +288,8 @@ fn validate_warns_and_audits_at_their_own_levels() {
 
 #[test]
 fn a_denied_pods_audit_message_is_pss_own_when_audit_equals_enforce() {
-    // The denial's audit annotation reuses the enforce message's details: it must still be
-    // exactly what PSA's would-violate message says, without pod-hardener's addition.
+    // The denial's audit annotation shares the enforce message's aggregated details: it must
+    // still be exactly what PSA's would-violate message says, without pod-hardener's addition.
     for (labels, audit) in [
         (
             vec![("pod-security.kubernetes.io/enforce", "restricted")],
@@ -557,8 +557,8 @@ fn lean_json(object: &Value) -> Value {
 }
 
 /// Decoding drops fields no check reads (`object::SKIPPED_CONTAINER_FIELDS`,
-/// `SKIPPED_METADATA_FIELDS` and `SKIPPED_PROJECTED_FIELDS`), and reads a Pod create straight into typed parts: every fixture,
-/// given such fields, is decided exactly as with the full object in JSON form, typed or lean,
+/// `SKIPPED_METADATA_FIELDS` and `SKIPPED_PROJECTED_FIELDS`), and reads a Pod create straight
+/// into typed parts: every fixture, given such fields, is decided exactly as with the full object in JSON form, typed or lean,
 /// and the patch computed on the lean object applied to the full one leaves the dropped fields
 /// as they were. The hardened fixture is decided alike too (what the validating webhook and a
 /// reinvoked mutating webhook see).

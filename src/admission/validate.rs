@@ -65,10 +65,18 @@ fn exempt(uid: &str, what: &str) -> Outcome {
 }
 
 /// Evaluations cached per level and version, as PSA does, since warn and audit usually equal
-/// enforce.
+/// enforce; each one's aggregated details too, so the messages of equal levels (a denial and
+/// its audit annotation, a warning and the audit annotation) aggregate them once.
 struct Evaluations<'a> {
     parts: &'a PodParts,
-    cache: Vec<(LevelVersion, Vec<Violation>)>,
+    cache: Vec<Evaluation>,
+}
+
+struct Evaluation {
+    level: LevelVersion,
+    violations: Vec<Violation>,
+    /// `pss::aggregate_details` of the violations, once a message needed it.
+    details: Option<String>,
 }
 
 impl<'a> Evaluations<'a> {
@@ -79,16 +87,31 @@ impl<'a> Evaluations<'a> {
         }
     }
 
-    fn at(&mut self, lv: LevelVersion) -> &[Violation] {
-        let index = match self.cache.iter().position(|(k, _)| *k == lv) {
+    fn evaluation(&mut self, lv: LevelVersion) -> &mut Evaluation {
+        let index = match self.cache.iter().position(|e| e.level == lv) {
             Some(i) => i,
             None => {
-                let v = pss::evaluate(&self.parts.metadata, &self.parts.spec, lv);
-                self.cache.push((lv, v));
+                let violations = pss::evaluate(&self.parts.metadata, &self.parts.spec, lv);
+                self.cache.push(Evaluation {
+                    level: lv,
+                    violations,
+                    details: None,
+                });
                 self.cache.len() - 1
             }
         };
-        &self.cache[index].1
+        &mut self.cache[index]
+    }
+
+    /// The violations at `lv` and their aggregated details.
+    fn with_details(&mut self, lv: LevelVersion) -> (&[Violation], &str) {
+        let Evaluation {
+            violations,
+            details,
+            ..
+        } = self.evaluation(lv);
+        let details = details.get_or_insert_with(|| pss::aggregate_details(violations));
+        (violations, details)
     }
 }
 
@@ -153,32 +176,19 @@ fn validate_pod(
             format!("Failed to parse policy: {}", policy.label_errors.join("; ")),
         );
     }
-    let enforce = evaluations.at(policy.enforce).to_vec();
+    let (enforce, details) = evaluations.with_details(policy.enforce);
     if !enforce.is_empty() {
         let record = Record::on(&parts);
-        let mut message = pss::violates_message(policy.enforce, &enforce);
-        // Audit usually equals enforce: its message then says the same after "would violate",
-        // so the details are not aggregated a second time.
-        let audit_message = (policy.audit == policy.enforce)
-            .then(|| message.strip_prefix("violates"))
-            .flatten()
-            .map(|rest| format!("would violate{rest}"));
-        let extra = could_not_fix(&enforce, record.as_ref());
+        let mut message = pss::violates_message_with_details(policy.enforce, details);
+        let extra = could_not_fix(enforce, record.as_ref());
         if !extra.is_empty() {
             message.push_str("; ");
             message.push_str(&extra);
         }
+        let checks = enforce.iter().map(|v| v.check).collect();
         let mut denied = AdmissionResponse::forbid(&req.uid, message);
         denied.audit_annotations = std::mem::take(&mut rsp.audit_annotations);
-        match audit_message {
-            Some(audit) => {
-                denied
-                    .audit_annotations
-                    .insert(AUDIT_VIOLATIONS.to_owned(), audit);
-            }
-            None => add_audit(&mut denied, policy, &mut evaluations),
-        }
-        let checks = enforce.iter().map(|v| v.check).collect();
+        add_audit(&mut denied, policy, &mut evaluations);
         return Outcome::new(denied, Decision::Denied).with_violations(checks);
     }
     add_audit(&mut rsp, policy, &mut evaluations);
@@ -199,11 +209,11 @@ fn add_audit(
     if policy.audit.level == Level::Privileged {
         return;
     }
-    let violations = evaluations.at(policy.audit);
+    let (violations, details) = evaluations.with_details(policy.audit);
     if !violations.is_empty() {
         rsp.audit_annotations.insert(
             AUDIT_VIOLATIONS.to_owned(),
-            pss::would_violate_message(policy.audit, violations),
+            pss::would_violate_message_with_details(policy.audit, details),
         );
     }
 }
@@ -216,12 +226,14 @@ fn add_warning(
     if policy.warn.level == Level::Privileged {
         return false;
     }
-    let violations = evaluations.at(policy.warn);
+    let (violations, details) = evaluations.with_details(policy.warn);
     if violations.is_empty() {
         return false;
     }
-    rsp.warnings
-        .push(pss::would_violate_message(policy.warn, violations));
+    rsp.warnings.push(pss::would_violate_message_with_details(
+        policy.warn,
+        details,
+    ));
     true
 }
 
@@ -331,12 +343,12 @@ fn validate_workload(
         if lv.level == Level::Privileged {
             continue;
         }
-        let violations = evaluations.at(lv).to_vec();
+        let (violations, details) = evaluations.with_details(lv);
         if violations.is_empty() {
             continue;
         }
-        let mut message = pss::would_violate_message(lv, &violations);
-        let extra = could_not_fix(&violations, record.as_ref());
+        let mut message = pss::would_violate_message_with_details(lv, details);
+        let extra = could_not_fix(violations, record.as_ref());
         if !extra.is_empty() {
             message.push_str("; ");
             message.push_str(&extra);

@@ -108,19 +108,28 @@ pub fn aggregate_reasons(violations: &[Violation]) -> String {
 
 /// The enforce message: `violates PodSecurity "restricted:latest": reason (detail), ...`.
 pub fn violates_message(policy: LevelVersion, violations: &[Violation]) -> String {
+    violates_message_with_details(policy, &aggregate_details(violations))
+}
+
+/// [`violates_message`] around details already aggregated ([`aggregate_details`]), for a caller
+/// that words the same violations more than once.
+pub fn violates_message_with_details(policy: LevelVersion, details: &str) -> String {
     format!(
-        "violates PodSecurity {}: {}",
-        go_quote(&policy.to_string()),
-        aggregate_details(violations)
+        "violates PodSecurity {}: {details}",
+        go_quote(&policy.to_string())
     )
 }
 
 /// The warn and audit message: `would violate PodSecurity "restricted:latest": ...`.
 pub fn would_violate_message(policy: LevelVersion, violations: &[Violation]) -> String {
+    would_violate_message_with_details(policy, &aggregate_details(violations))
+}
+
+/// [`would_violate_message`] around details already aggregated ([`aggregate_details`]).
+pub fn would_violate_message_with_details(policy: LevelVersion, details: &str) -> String {
     format!(
-        "would violate PodSecurity {}: {}",
-        go_quote(&policy.to_string()),
-        aggregate_details(violations)
+        "would violate PodSecurity {}: {details}",
+        go_quote(&policy.to_string())
     )
 }
 
