@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::control_plane::ControlPlane;
 use common::tools::{Kubectl, run_tool, tools};
+use pod_hardener::harden::Record;
 use pod_hardener::workload::WorkloadKind;
 use serde_json::{Value, json};
 
@@ -297,7 +298,7 @@ fn normalized(mut o: Value) -> Value {
 /// `object` (unhardened) with the changes of `record` (the annotation's text) applied as the
 /// record describes them, and the record itself.
 fn with_recorded_changes(mut object: Value, record_text: &str) -> Value {
-    let record: Value = serde_json::from_str(record_text).unwrap();
+    let record: Record = serde_json::from_str(record_text).unwrap();
     let kind = WorkloadKind::of_document(&object).expect("a recorded object is a workload");
     let spec_pointer: String = kind
         .pod_spec_tokens()
@@ -309,10 +310,10 @@ fn with_recorded_changes(mut object: Value, record_text: &str) -> Value {
         .iter()
         .map(|t| format!("/{t}"))
         .collect();
-    for change in record["changes"].as_array().into_iter().flatten() {
-        let control = change["control"].as_str().unwrap();
-        let target = change["target"].as_str().unwrap();
-        let value = change["value"].clone();
+    for change in record.changes {
+        let control = change.control.as_str();
+        let target = change.target.as_str();
+        let value = change.value;
         let spec = object.pointer_mut(&spec_pointer).unwrap();
         // The pod spec, or the container the change targets (`containers/NAME`).
         let holder: &mut Value = if target == "pod" {

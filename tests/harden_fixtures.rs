@@ -138,6 +138,12 @@ fn hardened_fixtures_are_allowed_or_explained() {
                 "{}: patch differs from plan",
                 path.display()
             );
+            // The record as written reads back as the record built: no entry lost to the
+            // grouping by target and control.
+            if let Some((record, json)) = &hardening.record {
+                let read: harden::Record = serde_json::from_str(json).expect("the record reads");
+                assert_eq!(&read, record, "{}: {json}", path.display());
+            }
             let remaining = remaining_violations(&hardened);
             let unexplained: Vec<String> = remaining
                 .iter()

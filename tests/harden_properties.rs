@@ -452,6 +452,12 @@ proptest! {
             let first = harden_pod(&input, &profile);
             let again = harden_pod(&input, &profile);
             prop_assert_eq!(&first.patch, &again.patch, "{}: not deterministic", name);
+            // The record as written reads back as the record built (nothing lost by grouping
+            // entries by target and control).
+            if let Some((record, json)) = &first.record {
+                let read: Result<harden::Record, _> = serde_json::from_str(json);
+                prop_assert_eq!(read.as_ref().ok(), Some(record), "{}: {}", name, json);
+            }
             let hardened = apply(&input, &first.patch)?;
 
             let second = harden_pod(&hardened, &profile);

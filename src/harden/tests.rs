@@ -127,51 +127,45 @@ fn pairs(items: &[(&str, &str)]) -> BTreeSet<Pair> {
         .collect()
 }
 
-fn field(entry: &Value, key: &str) -> String {
-    entry[key].as_str().unwrap_or_default().to_owned()
+/// The record's entries, read as the webhook reads them (any schema version).
+fn entries(record: &Value) -> Record {
+    serde_json::from_value(record.clone()).unwrap_or_else(|e| panic!("{e}: {record}"))
 }
 
 /// (control, target) of the record's skips with `reason`.
 fn skips_with(record: &Value, reason: &str) -> BTreeSet<Pair> {
-    record["skips"]
-        .as_array()
+    entries(record)
+        .skips
         .into_iter()
-        .flatten()
-        .filter(|s| s["reason"] == reason)
-        .map(|s| (field(s, "control"), field(s, "target")))
+        .filter(|s| s.reason == reason)
+        .map(|s| (s.control, s.target))
         .collect()
 }
 
 /// Every skip of the record as (control, target, reason).
 fn all_skips(record: &Value) -> BTreeSet<(String, String, String)> {
-    record["skips"]
-        .as_array()
+    entries(record)
+        .skips
         .into_iter()
-        .flatten()
-        .map(|s| (field(s, "control"), field(s, "target"), field(s, "reason")))
+        .map(|s| (s.control, s.target, s.reason))
         .collect()
 }
 
 /// (control, target) of every recorded change, in record order.
 fn changes(record: &Value) -> Vec<Pair> {
-    record["changes"]
-        .as_array()
+    entries(record)
+        .changes
         .into_iter()
-        .flatten()
-        .map(|c| (field(c, "control"), field(c, "target")))
+        .map(|c| (c.control, c.target))
         .collect()
 }
 
 /// (control, target) → overrode, for the recorded overrides.
 fn overrides(record: &Value) -> BTreeMap<Pair, Value> {
-    record["changes"]
-        .as_array()
+    entries(record)
+        .changes
         .into_iter()
-        .flatten()
-        .filter_map(|c| {
-            let overrode = c.get("overrode")?.clone();
-            Some(((field(c, "control"), field(c, "target")), overrode))
-        })
+        .filter_map(|c| Some(((c.control, c.target), c.overrode?)))
         .collect()
 }
 
@@ -1392,12 +1386,16 @@ fn the_record_is_compact_and_deterministic() {
         assert_eq!(first.patch, second.patch, "{mode:?}");
         assert_eq!(minified(text), text, "{mode:?}: not compact");
         let parsed = record(&first_result);
-        assert_eq!(parsed["v"], 1);
+        assert_eq!(parsed["v"], 2);
         assert_eq!(parsed["mode"], mode.as_str());
         assert_eq!(
             first.record.as_ref().map(|(_, json)| json.as_str()),
             Some(text)
         );
+        // Written in the record's order: reading sorts the entries, and writing them again
+        // gives the same text.
+        let read = entries(&parsed);
+        assert_eq!(serde_json::to_string(&read).unwrap(), text, "{mode:?}");
         // Sorted: pod first, then initContainers, then containers by name; controls in
         // Control::ALL order within a target.
         let rank = |c: &str, t: &str| {
@@ -1413,22 +1411,21 @@ fn the_record_is_compact_and_deterministic() {
                 .expect("known control");
             (list, t.to_owned(), control)
         };
-        for key in ["changes", "skips"] {
-            let entries: Vec<_> = parsed[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    rank(
-                        e["control"].as_str().unwrap(),
-                        e["target"].as_str().unwrap(),
-                    )
-                })
-                .collect();
-            assert!(!entries.is_empty(), "{mode:?}: no {key}");
+        let change_ranks: Vec<_> = read
+            .changes
+            .iter()
+            .map(|e| rank(&e.control, &e.target))
+            .collect();
+        let skip_ranks: Vec<_> = read
+            .skips
+            .iter()
+            .map(|e| rank(&e.control, &e.target))
+            .collect();
+        for (key, ranks) in [("changes", change_ranks), ("skips", skip_ranks)] {
+            assert!(!ranks.is_empty(), "{mode:?}: no {key}");
             assert!(
-                entries.windows(2).all(|w| w[0] <= w[1]),
-                "{mode:?}: {key} not sorted: {entries:?}"
+                ranks.windows(2).all(|w| w[0] <= w[1]),
+                "{mode:?}: {key} not sorted: {ranks:?}"
             );
         }
     }
@@ -1472,19 +1469,14 @@ fn reinvocation_hardens_a_new_sidecar_and_merges_the_record() {
     );
 
     let expected_record = concat!(
-        r#"{"v":1,"level":"restricted","mode":"fill","changes":["#,
-        r#"{"control":"runAsNonRoot","target":"pod","value":true},"#,
-        r#"{"control":"seccompProfile","target":"pod","value":{"type":"RuntimeDefault"}},"#,
-        r#"{"control":"tmpVolume","target":"pod","value":{"emptyDir":{},"name":"pod-hardener-tmp"}},"#,
-        r#"{"control":"allowPrivilegeEscalation","target":"containers/app","value":false},"#,
-        r#"{"control":"capabilities","target":"containers/app","value":"ALL"},"#,
-        r#"{"control":"readOnlyRootFilesystem","target":"containers/app","value":true},"#,
-        r#"{"control":"tmpVolume","target":"containers/app","value":{"mountPath":"/tmp","name":"pod-hardener-tmp"}},"#,
-        r#"{"control":"allowPrivilegeEscalation","target":"containers/sidecar","value":false},"#,
-        r#"{"control":"capabilities","target":"containers/sidecar","value":"ALL"},"#,
-        r#"{"control":"readOnlyRootFilesystem","target":"containers/sidecar","value":true},"#,
-        r#"{"control":"tmpVolume","target":"containers/sidecar","value":{"mountPath":"/tmp","name":"pod-hardener-tmp"}}"#,
-        r#"]}"#
+        r#"{"v":2,"level":"restricted","mode":"fill","changes":{"#,
+        r#""pod":{"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"},"#,
+        r#""tmpVolume":{"emptyDir":{},"name":"pod-hardener-tmp"}},"#,
+        r#""containers/app":{"allowPrivilegeEscalation":false,"capabilities":"ALL","#,
+        r#""readOnlyRootFilesystem":true,"tmpVolume":{"mountPath":"/tmp","name":"pod-hardener-tmp"}},"#,
+        r#""containers/sidecar":{"allowPrivilegeEscalation":false,"capabilities":"ALL","#,
+        r#""readOnlyRootFilesystem":true,"tmpVolume":{"mountPath":"/tmp","name":"pod-hardener-tmp"}}"#,
+        r#"}}"#
     );
     assert_eq!(record_string(&result, "/metadata"), expected_record);
 
@@ -1525,7 +1517,7 @@ fn reinvocation_keeps_earlier_skips_once() {
             ),
         ])
     );
-    assert_eq!(rec["skips"].as_array().map(Vec::len), Some(2), "{rec}");
+    assert_eq!(entries(&rec).skips.len(), 2, "{rec}");
     let changes = changes(&rec);
     let unique: BTreeSet<&Pair> = changes.iter().collect();
     assert_eq!(unique.len(), changes.len(), "duplicates: {changes:?}");
