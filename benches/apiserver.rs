@@ -8,6 +8,9 @@
 //!   Pod): `/mutate` hardens it, `/validate` judges it;
 //! - `webhooks, hardened Pod`: the same Pod as pod-hardener hardened it, record included, so the
 //!   mutating webhook's matchConditions skip the call and only `/validate` is called;
+//! - `validating only, hardened Pod`: the same Pod with only the ValidatingWebhookConfiguration
+//!   registered: what the hardened Pod costs when no mutating webhook exists, which the row above
+//!   should match if the matchConditions skip does all it can;
 //! - `policy`: no webhook; the MutatingAdmissionPolicy generated from the same profile
 //!   (`admission::mutating_policy`) makes the same changes in-process: the limit a webhook is
 //!   compared with.
@@ -97,14 +100,16 @@ enum Config {
     None,
     Webhooks,
     WebhooksHardenedPod,
+    ValidatingOnlyHardenedPod,
     Policy,
 }
 
 impl Config {
-    const ALL: [Config; 4] = [
+    const ALL: [Config; 5] = [
         Config::None,
         Config::Webhooks,
         Config::WebhooksHardenedPod,
+        Config::ValidatingOnlyHardenedPod,
         Config::Policy,
     ];
 
@@ -113,6 +118,7 @@ impl Config {
             Config::None => "none",
             Config::Webhooks => "webhooks",
             Config::WebhooksHardenedPod => "webhooks, hardened Pod",
+            Config::ValidatingOnlyHardenedPod => "validating only, hardened Pod",
             Config::Policy => "MutatingAdmissionPolicy",
         }
     }
@@ -328,26 +334,73 @@ async fn hardened(api: &Api<Pod>, pod: &Pod) -> Pod {
     serde_json::from_value(stored).unwrap()
 }
 
-async fn set_webhooks(setup: &Setup, on: bool) {
+/// Registers or removes pod-hardener's webhook configurations: both (`Both`), the validating
+/// one alone (`ValidatingOnly`), or none.
+async fn set_webhooks(setup: &Setup, wanted: Registered) {
     let mutating = Api::<MutatingWebhookConfiguration>::all(setup.client.clone());
     let validating = Api::<ValidatingWebhookConfiguration>::all(setup.client.clone());
-    let present = mutating.get_opt("pod-hardener").await.unwrap().is_some();
-    if on && !present {
-        register_webhooks(
-            &setup.client,
-            &setup.hardener.url(""),
-            &setup.hardener.ca_bundle,
-        )
-        .await;
-    } else if !on && present {
+    let has_mutating = mutating.get_opt("pod-hardener").await.unwrap().is_some();
+    let has_validating = validating.get_opt("pod-hardener").await.unwrap().is_some();
+    let now = match (has_mutating, has_validating) {
+        (false, false) => Registered::None,
+        (true, true) => Registered::Both,
+        (false, true) => Registered::ValidatingOnly,
+        (true, false) => panic!("only the mutating configuration is registered"),
+    };
+    if now == wanted {
+        return;
+    }
+    if has_mutating {
         mutating
             .delete("pod-hardener", &DeleteParams::default())
             .await
             .unwrap();
+    }
+    if has_validating {
         validating
             .delete("pod-hardener", &DeleteParams::default())
             .await
             .unwrap();
+    }
+    if wanted == Registered::None {
+        return;
+    }
+    register_webhooks(
+        &setup.client,
+        &setup.hardener.url(""),
+        &setup.hardener.ca_bundle,
+    )
+    .await;
+    if wanted == Registered::ValidatingOnly {
+        mutating
+            .delete("pod-hardener", &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// Which of pod-hardener's webhook configurations a measurement runs with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Registered {
+    None,
+    Both,
+    ValidatingOnly,
+}
+
+/// Waits until the API server no longer calls the mutating webhook: the unhardened Pod, which
+/// `/mutate` would harden, is then denied.
+async fn wait_until_validating_only(api: &Api<Pod>, unhardened: &Pod) {
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let started = Instant::now();
+    while api.create(&params, unhardened).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "removing the mutating webhook never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -374,8 +427,12 @@ async fn wait_until(api: &Api<Pod>, pod: &Pod, what: &str, ready: impl Fn(&Value
 }
 
 async fn measure(setup: &Setup, config: Config, pods: &(Pod, Pod), options: &Options) -> Figures {
-    let webhooks = matches!(config, Config::Webhooks | Config::WebhooksHardenedPod);
-    set_webhooks(setup, webhooks).await;
+    let registered = match config {
+        Config::Webhooks | Config::WebhooksHardenedPod => Registered::Both,
+        Config::ValidatingOnlyHardenedPod => Registered::ValidatingOnly,
+        Config::None | Config::Policy => Registered::None,
+    };
+    set_webhooks(setup, registered).await;
     let namespace = if config == Config::Policy {
         POLICY_NAMESPACE
     } else {
@@ -383,7 +440,7 @@ async fn measure(setup: &Setup, config: Config, pods: &(Pod, Pod), options: &Opt
     };
     let api: Api<Pod> = Api::namespaced(setup.client.clone(), namespace);
     let pod = Arc::new(match config {
-        Config::WebhooksHardenedPod => pods.1.clone(),
+        Config::WebhooksHardenedPod | Config::ValidatingOnlyHardenedPod => pods.1.clone(),
         _ => pods.0.clone(),
     });
     let record = common::webhook::RECORD_ANNOTATION;
@@ -397,6 +454,11 @@ async fn measure(setup: &Setup, config: Config, pods: &(Pod, Pod), options: &Opt
             .await;
         }
         Config::WebhooksHardenedPod => {}
+        // The hardened Pod looks the same with or without the mutating webhook: wait for the
+        // API server's informer to see the removal by denying a Pod /validate denies.
+        Config::ValidatingOnlyHardenedPod => {
+            wait_until_validating_only(&api, &pods.0).await;
+        }
         Config::Policy => wait_until(&api, &pod, "the policy", hardened).await,
     }
     // Warm the connections and caches.
@@ -518,7 +580,7 @@ async fn run(options: Options) {
             results.entry(config).or_default().push(figures);
         }
     }
-    set_webhooks(&setup, false).await;
+    set_webhooks(&setup, Registered::None).await;
     report(&results, &options);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average after: {}", load.trim());
