@@ -1487,6 +1487,43 @@ fn reinvocation_hardens_a_new_sidecar_and_merges_the_record() {
 }
 
 #[test]
+fn a_version_1_record_is_merged_into_version_2_on_reinvocation() {
+    // A pod hardened by a release that wrote version 1, with a skip, then a sidecar injected and
+    // the pod planned again (a rolling upgrade of pod-hardener between the two calls).
+    let input = pod(json!({"containers": [
+        container_sc("app", json!({"readOnlyRootFilesystem": false}))]}));
+    let prof = profile(Level::Restricted, Mode::Fill);
+    let (_, hardened) = harden_and_apply(&input, &prof);
+    let v1 = concat!(
+        r#"{"v":1,"level":"restricted","mode":"fill","changes":["#,
+        r#"{"control":"runAsNonRoot","target":"pod","value":true},"#,
+        r#"{"control":"seccompProfile","target":"pod","value":{"type":"RuntimeDefault"}},"#,
+        r#"{"control":"allowPrivilegeEscalation","target":"containers/app","value":false},"#,
+        r#"{"control":"capabilities","target":"containers/app","value":"ALL"}],"#,
+        r#""skips":[{"control":"readOnlyRootFilesystem","target":"containers/app","#,
+        r#""reason":"explicit-value","detail":"readOnlyRootFilesystem: false"}]}"#
+    );
+    let mut injected = hardened.clone();
+    injected["metadata"]["annotations"][RECORD_ANNOTATION] = json!(v1);
+    injected["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(container("sidecar"));
+    let (_, result) = harden_and_apply(&injected, &prof);
+    let expected_record = concat!(
+        r#"{"v":2,"level":"restricted","mode":"fill","changes":{"#,
+        r#""pod":{"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"},"#,
+        r#""tmpVolume":{"emptyDir":{},"name":"pod-hardener-tmp"}},"#,
+        r#""containers/app":{"allowPrivilegeEscalation":false,"capabilities":"ALL"},"#,
+        r#""containers/sidecar":{"allowPrivilegeEscalation":false,"capabilities":"ALL","#,
+        r#""readOnlyRootFilesystem":true,"tmpVolume":{"mountPath":"/tmp","name":"pod-hardener-tmp"}}},"#,
+        r#""skips":{"containers/app":{"readOnlyRootFilesystem":{"reason":"explicit-value","#,
+        r#""detail":"readOnlyRootFilesystem: false"}}}}"#
+    );
+    assert_eq!(record_string(&result, "/metadata"), expected_record);
+}
+
+#[test]
 fn reinvocation_keeps_earlier_skips_once() {
     let input = pod(json!({"containers": [
         container_sc("app", json!({"readOnlyRootFilesystem": false}))]}));
