@@ -1486,14 +1486,21 @@ fn reinvocation_hardens_a_new_sidecar_and_merges_the_record() {
     assert_eq!(apply(&result, &third), result);
 }
 
-#[test]
-fn a_version_1_record_is_merged_into_version_2_on_reinvocation() {
-    // A pod hardened by a release that wrote version 1, with a skip, then a sidecar injected and
-    // the pod planned again (a rolling upgrade of pod-hardener between the two calls).
+/// A pod whose `app` container keeps its explicit `readOnlyRootFilesystem: false` (a recorded
+/// skip), hardened at restricted in fill mode, and that profile.
+fn hardened_with_a_skip() -> (Profile, Value) {
     let input = pod(json!({"containers": [
         container_sc("app", json!({"readOnlyRootFilesystem": false}))]}));
     let prof = profile(Level::Restricted, Mode::Fill);
     let (_, hardened) = harden_and_apply(&input, &prof);
+    (prof, hardened)
+}
+
+#[test]
+fn a_version_1_record_is_merged_into_version_2_on_reinvocation() {
+    // A pod hardened by a release that wrote version 1, with a skip, then a sidecar injected and
+    // the pod planned again (a rolling upgrade of pod-hardener between the two calls).
+    let (prof, hardened) = hardened_with_a_skip();
     let v1 = concat!(
         r#"{"v":1,"level":"restricted","mode":"fill","changes":["#,
         r#"{"control":"runAsNonRoot","target":"pod","value":true},"#,
@@ -1525,10 +1532,7 @@ fn a_version_1_record_is_merged_into_version_2_on_reinvocation() {
 
 #[test]
 fn reinvocation_keeps_earlier_skips_once() {
-    let input = pod(json!({"containers": [
-        container_sc("app", json!({"readOnlyRootFilesystem": false}))]}));
-    let prof = profile(Level::Restricted, Mode::Fill);
-    let (_, hardened) = harden_and_apply(&input, &prof);
+    let (prof, hardened) = hardened_with_a_skip();
     let mut injected = hardened.clone();
     injected["spec"]["containers"]
         .as_array_mut()
