@@ -164,28 +164,28 @@ pub struct Record {
 
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (fills, rewrites): (Vec<&RecordedChange>, Vec<&RecordedChange>) =
-            self.changes.iter().partition(|c| c.overrode.is_none());
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("v", &RECORD_VERSION)?;
         map.serialize_entry("level", &self.level)?;
         map.serialize_entry("mode", &self.mode)?;
-        if !fills.is_empty() {
-            map.serialize_entry("changes", &ByTarget::new(&fills, |c| &c.value))?;
+        let changes = ByTarget::new(&self.changes, |c| c.overrode.is_none().then_some(&c.value));
+        if changes.any() {
+            map.serialize_entry("changes", &changes)?;
         }
-        if !rewrites.is_empty() {
-            let overrides = ByTarget::new(&rewrites, |c| Rewrite {
-                from: c.overrode.as_ref().unwrap_or(&Value::Null),
-                to: &c.value,
-            });
+        let overrides = ByTarget::new(&self.changes, |c| {
+            let from = c.overrode.as_ref()?;
+            Some(Rewrite { from, to: &c.value })
+        });
+        if overrides.any() {
             map.serialize_entry("overrides", &overrides)?;
         }
-        if !self.skips.is_empty() {
-            let skips: Vec<&RecordedSkip> = self.skips.iter().collect();
-            let skips = ByTarget::new(&skips, |s| SkipV2 {
+        let skips = ByTarget::new(&self.skips, |s| {
+            Some(SkipV2 {
                 reason: s.reason.as_str(),
                 detail: s.detail.as_deref(),
-            });
+            })
+        });
+        if skips.any() {
             map.serialize_entry("skips", &skips)?;
         }
         if !self.images.is_empty() {
@@ -222,26 +222,39 @@ impl Entry for RecordedSkip {
     }
 }
 
-/// Sorted entries written as `{target: {control: value}}`; `value` says what each entry writes.
+/// Sorted entries written as `{target: {control: value}}`; `value` says what an entry writes in
+/// this map, or `None` when it belongs to another (changes and overrides share one list), so
+/// the record is written from its own lists without copying them.
 struct ByTarget<'a, E, F> {
-    entries: &'a [&'a E],
+    entries: &'a [E],
     value: F,
 }
 
-impl<'a, E, F> ByTarget<'a, E, F> {
-    fn new<V>(entries: &'a [&'a E], value: F) -> Self
+impl<'a, E: Entry, F> ByTarget<'a, E, F> {
+    fn new<V>(entries: &'a [E], value: F) -> Self
     where
-        F: Fn(&'a E) -> V,
+        F: Fn(&'a E) -> Option<V>,
     {
         ByTarget { entries, value }
     }
+
+    /// Whether any entry belongs to this map.
+    fn any<V>(&self) -> bool
+    where
+        F: Fn(&'a E) -> Option<V>,
+    {
+        self.entries.iter().any(|e| (self.value)(e).is_some())
+    }
 }
 
-impl<'a, E: Entry, V: Serialize, F: Fn(&'a E) -> V> Serialize for ByTarget<'a, E, F> {
+impl<'a, E: Entry, V: Serialize, F: Fn(&'a E) -> Option<V>> Serialize for ByTarget<'a, E, F> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut targets = serializer.serialize_map(None)?;
         // Sorted entries keep a target's entries together.
         for group in self.entries.chunk_by(|a, b| a.target() == b.target()) {
+            if !group.iter().any(|e| (self.value)(e).is_some()) {
+                continue;
+            }
             let controls = Controls {
                 entries: group,
                 value: &self.value,
@@ -252,17 +265,19 @@ impl<'a, E: Entry, V: Serialize, F: Fn(&'a E) -> V> Serialize for ByTarget<'a, E
     }
 }
 
-/// One target's entries, written as `{control: value}`.
+/// One target's entries that belong to the map, written as `{control: value}`.
 struct Controls<'s, 'a, E, F> {
-    entries: &'s [&'a E],
+    entries: &'a [E],
     value: &'s F,
 }
 
-impl<'a, E: Entry, V: Serialize, F: Fn(&'a E) -> V> Serialize for Controls<'_, 'a, E, F> {
+impl<'a, E: Entry, V: Serialize, F: Fn(&'a E) -> Option<V>> Serialize for Controls<'_, 'a, E, F> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut controls = serializer.serialize_map(Some(self.entries.len()))?;
+        let mut controls = serializer.serialize_map(None)?;
         for e in self.entries {
-            controls.serialize_entry(e.control(), &(self.value)(*e))?;
+            if let Some(value) = (self.value)(e) {
+                controls.serialize_entry(e.control(), &value)?;
+            }
         }
         controls.end()
     }
