@@ -189,6 +189,68 @@ fn load(control_plane: &ControlPlane, kubectl: &Kubectl<'_>) {
     }
 }
 
+/// Waits until the controller manager has caught up with what `load` created: every controller
+/// has observed its latest generation and the set of objects in the audited namespaces stayed
+/// the same over three listings a second apart. The audits below are compared with one another
+/// and with listings taken after them, so a ReplicaSet or Pod created in between (or a Pod
+/// listed before its new ReplicaSet, so reported apart from it) would make them disagree for a
+/// reason that has nothing to do with the audit.
+fn wait_until_still(kubectl: &Kubectl<'_>) {
+    let snapshot = || -> (BTreeSet<String>, Vec<String>) {
+        let listed = kubectl.json(&["get", KINDS, "--all-namespaces", "-o", "json"]);
+        let mut objects = BTreeSet::new();
+        let mut behind = Vec::new();
+        for o in listed["items"].as_array().unwrap() {
+            let meta = &o["metadata"];
+            let namespace = meta["namespace"].as_str().unwrap_or_default();
+            if !NAMESPACES.iter().any(|(ns, _)| *ns == namespace) {
+                continue;
+            }
+            let name = format!("{namespace}/{} {}", o["kind"], meta["name"]);
+            let generation = meta["generation"].as_u64();
+            let observed = o["status"]["observedGeneration"].as_u64();
+            let reports_observation = ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"]
+                .contains(&o["kind"].as_str().unwrap_or_default());
+            if reports_observation && observed < generation {
+                behind.push(name.clone());
+            }
+            objects.insert(format!("{name} {}", meta["uid"]));
+        }
+        (objects, behind)
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(90);
+    let mut previous = snapshot();
+    let mut unchanged = 0;
+    for _ in 0..90 {
+        if previous.1.is_empty() && unchanged == 2 {
+            eprintln!(
+                "controllers settled in {:.1?}: {} objects",
+                started.elapsed(),
+                previous.0.len()
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controllers did not settle in 90 s; behind: {:?}",
+            previous.1
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let next = snapshot();
+        unchanged = if next.0 == previous.0 {
+            unchanged + 1
+        } else {
+            0
+        };
+        previous = next;
+    }
+    panic!(
+        "the audited namespaces never stayed still; behind: {:?}",
+        previous.1
+    );
+}
+
 /// `check -o json` over `list` at `level`: (kind, name) to allowed.
 fn offline_check(list: &[u8], level: &str) -> BTreeMap<(String, String), bool> {
     let o = pod_hardener(&["check", "--level", level, "-o", "json"], list);
@@ -256,6 +318,7 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
     let control_plane = ControlPlane::start();
     let kubectl = Kubectl(&control_plane);
     load(&control_plane, &kubectl);
+    wait_until_still(&kubectl);
     let kubeconfig = control_plane.kubeconfig_path();
 
     // A small page size, so every list takes many pages.
@@ -462,6 +525,9 @@ fn audit_matches_check_and_harden_and_writes_policy_reports() {
     let o = audit(kubeconfig, &["--apply", "-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("applied "), "{}", text(&o.stderr));
+    // What was applied is what this run printed.
+    let applied: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let restricted = namespace(&applied, "audit-restricted");
     let first = kubectl.policy_reports("audit-restricted");
     assert_eq!(first.len(), 1, "one report per namespace");
     let results = first[0]["results"].as_array().unwrap();
