@@ -8,8 +8,10 @@
 //! ```
 //!
 //! Instructions per review = (total at 1000 − total at 0) / 1000. Endpoints: `mutate`,
-//! `validate`; pods: `typical` (3.7 KB review), `fat` (37 KB review), `hardened` (the typical pod
-//! once hardened, as the validating webhook and a reinvoked mutating webhook see it).
+//! `validate`, and `parse` (the load harness's parsing baseline: the review read into a
+//! `serde_json::Value`, the floor of any webhook that reads its input); pods: `typical` (3.7 KB
+//! review), `fat` (37 KB review), `hardened` (the typical pod once hardened, as the validating
+//! webhook and a reinvoked mutating webhook see it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,17 +53,17 @@ fn main() {
         // `cargo test --all-targets` (no arguments) and a bare `cargo bench` (`--bench`): each
         // review once, so the driver is known to work when callgrind needs it.
         [] | [_] => {
-            for endpoint in ["mutate", "validate"] {
+            for endpoint in ["mutate", "validate", "parse"] {
                 for pod in ["typical", "fat", "hardened"] {
                     run(endpoint, pod, 1);
                 }
             }
             println!(
-                "usage under callgrind: instructions mutate|validate typical|fat|hardened COUNT"
+                "usage under callgrind: instructions mutate|validate|parse typical|fat|hardened COUNT"
             );
         }
         _ => {
-            eprintln!("usage: instructions mutate|validate typical|fat|hardened COUNT");
+            eprintln!("usage: instructions mutate|validate|parse typical|fat|hardened COUNT");
             std::process::exit(2);
         }
     }
@@ -81,6 +83,13 @@ fn run(endpoint: &str, pod: &str, count: usize) {
     let body = common::review_around(object);
     let mut answered = 0usize;
     for _ in 0..count {
+        if endpoint == "parse" {
+            // The load harness's parsing baseline (`--baseline-parses`): the review read into a
+            // `serde_json::Value`, and nothing else (its answer is a fixed string).
+            let review: Value = serde_json::from_slice(black_box(&body)).expect("JSON");
+            black_box(&review);
+            continue;
+        }
         let req = admission::decode(black_box(&body)).expect("review decodes");
         let outcome = match endpoint {
             "mutate" => admission::mutate::mutate(&req, &policy, &settings),

@@ -53,7 +53,7 @@ fn apply_plan_directly(object: &Value, hardening: &harden::Hardening<'_>) -> Val
             node = match node {
                 Value::Array(items) => &mut items[token.parse::<usize>().unwrap()],
                 Value::Object(map) => {
-                    let slot = map.entry(token.clone()).or_insert_with(|| json!({}));
+                    let slot = map.entry(token.to_string()).or_insert_with(|| json!({}));
                     if slot.is_null() {
                         *slot = json!({});
                     }
@@ -65,7 +65,7 @@ fn apply_plan_directly(object: &Value, hardening: &harden::Hardening<'_>) -> Val
         let map = node.as_object_mut().unwrap();
         match &change.edit {
             Edit::Set(v) => {
-                map.insert(last.clone(), v.clone());
+                map.insert(last.to_string(), v.clone());
             }
             Edit::Append(v) => {
                 let slot = map.entry(last.clone()).or_insert_with(|| json!([]));
@@ -75,7 +75,7 @@ fn apply_plan_directly(object: &Value, hardening: &harden::Hardening<'_>) -> Val
                 slot.as_array_mut().unwrap().push(v.clone());
             }
             Edit::Remove => {
-                map.remove(last);
+                map.remove(last.as_ref());
             }
         }
     }

@@ -1,5 +1,7 @@
 //! What the planner decided for one pod: ordered changes and skips.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::control::Control;
@@ -25,7 +27,15 @@ impl Target {
     pub fn key(&self) -> String {
         match self {
             Target::Pod => "pod".to_owned(),
-            Target::Container { list, name } => format!("{}/{name}", list.field_name()),
+            // Built by hand: `format!` was a visible share of building a record.
+            Target::Container { list, name } => {
+                let list = list.field_name();
+                let mut key = String::with_capacity(list.len() + 1 + name.len());
+                key.push_str(list);
+                key.push('/');
+                key.push_str(name);
+                key
+            }
         }
     }
 }
@@ -48,8 +58,9 @@ pub struct Change {
     pub control: Control,
     /// What it applies to.
     pub target: Target,
-    /// JSON pointer tokens relative to the PodSpec.
-    pub path: Vec<String>,
+    /// JSON pointer tokens relative to the PodSpec: field names are static, so only a container
+    /// index past the first few is allocated.
+    pub path: Vec<Cow<'static, str>>,
     /// The edit.
     pub edit: Edit,
     /// The explicit value it rewrites, in override mode.

@@ -67,12 +67,25 @@ impl PodUnderTest<'_> {
 /// Returns the violations in PSA's order; an empty vector means allowed. `privileged` runs no
 /// checks.
 pub fn evaluate(meta: &ObjectMeta, spec: &PodSpec, policy: LevelVersion) -> Vec<Violation> {
+    evaluate_checks(meta, spec, policy, |_| true)
+}
+
+/// [`evaluate`] restricted to the checks `runs` selects, for a caller that knows the others pass
+/// (the hardened pod's remaining failures): the order and the violations of the selected
+/// checks are those of [`evaluate`].
+pub fn evaluate_checks(
+    meta: &ObjectMeta,
+    spec: &PodSpec,
+    policy: LevelVersion,
+    runs: impl Fn(CheckId) -> bool,
+) -> Vec<Violation> {
     let pod = PodUnderTest {
         meta,
         spec,
         minor: policy.version.effective_minor(),
     };
     CheckId::applicable(policy.level, pod.minor)
+        .filter(|check| runs(*check))
         .filter_map(|check| {
             check.run(&pod).map(|Failure { reason, detail }| Violation {
                 check,

@@ -3,6 +3,7 @@
 //! insecure values), follow the level, never set Linux-only fields on Windows pods, never produce
 //! an object the API server rejects or the kubelet cannot start, and record every skip.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{PodSpec, SecurityContext};
@@ -113,20 +114,22 @@ struct Planner<'a> {
 /// to the PodSpec (for the patch).
 struct Field {
     target: Target,
-    path: Vec<String>,
+    path: Vec<Cow<'static, str>>,
 }
 
 impl Field {
-    fn pod(tail: &[&str]) -> Self {
+    fn pod(tail: &[&'static str]) -> Self {
         Field {
             target: Target::Pod,
-            path: tail.iter().map(|t| (*t).to_owned()).collect(),
+            path: tail.iter().map(|t| Cow::Borrowed(*t)).collect(),
         }
     }
 
-    fn container(c: &ContainerView<'_>, tail: &[&str]) -> Self {
-        let mut path = vec![c.list.field_name().to_owned(), c.index.to_string()];
-        path.extend(tail.iter().map(|t| (*t).to_owned()));
+    fn container(c: &ContainerView<'_>, tail: &[&'static str]) -> Self {
+        let mut path = Vec::with_capacity(2 + tail.len());
+        path.push(Cow::Borrowed(c.list.field_name()));
+        path.push(index_token(c.index));
+        path.extend(tail.iter().map(|t| Cow::Borrowed(*t)));
         Field {
             target: container_target(c),
             path,
@@ -136,14 +139,24 @@ impl Field {
 
 impl Field {
     /// The field at `tail` below this one.
-    fn extended(&self, tail: &[&str]) -> Field {
+    fn extended(&self, tail: &[&'static str]) -> Field {
         let mut path = self.path.clone();
-        path.extend(tail.iter().map(|t| (*t).to_owned()));
+        path.extend(tail.iter().map(|t| Cow::Borrowed(*t)));
         Field {
             target: self.target.clone(),
             path,
         }
     }
+}
+
+/// A container's index as a pointer token, without allocating for the indices pods have.
+fn index_token(index: usize) -> Cow<'static, str> {
+    const SMALL: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    SMALL
+        .get(index)
+        .map_or_else(|| Cow::Owned(index.to_string()), |t| Cow::Borrowed(*t))
 }
 
 fn container_target(c: &ContainerView<'_>) -> Target {
