@@ -8,7 +8,8 @@
 # 2-core VM is not, and it counts what `benches/instructions.rs` does not: hyper, rustls, the
 # routes, metrics and the answer's bytes.
 #
-# Not run in CI (about 4 minutes). Needs valgrind and curl.
+# Not run in CI: 42 s of measuring on this project's 2-vCPU Intel VM, plus the release builds when no binaries
+# are given. Needs valgrind and curl.
 # Usage: benches/server-instructions.sh [HARDENER_BIN [LOAD_BIN]]
 #   HARDENER_BIN: default the cargo-built release binary (built if missing);
 #   LOAD_BIN: the load harness's binary (the baselines' server), default the one cargo builds.

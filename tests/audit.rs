@@ -196,7 +196,9 @@ fn load(control_plane: &ControlPlane, kubectl: &Kubectl<'_>) {
 /// listed before its new ReplicaSet, so reported apart from it) would make them disagree for a
 /// reason that has nothing to do with the audit.
 fn wait_until_still(kubectl: &Kubectl<'_>) {
-    let snapshot = || -> (BTreeSet<String>, Vec<String>) {
+    // One listing: every object's identity, and the controllers that have not yet observed
+    // their latest generation.
+    let listing = || -> (BTreeSet<String>, Vec<String>) {
         let listed = kubectl.json(&["get", KINDS, "--all-namespaces", "-o", "json"]);
         let mut objects = BTreeSet::new();
         let mut behind = Vec::new();
@@ -207,11 +209,11 @@ fn wait_until_still(kubectl: &Kubectl<'_>) {
                 continue;
             }
             let name = format!("{namespace}/{} {}", o["kind"], meta["name"]);
-            let generation = meta["generation"].as_u64();
-            let observed = o["status"]["observedGeneration"].as_u64();
             let reports_observation = ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"]
                 .contains(&o["kind"].as_str().unwrap_or_default());
-            if reports_observation && observed < generation {
+            if reports_observation
+                && o["status"]["observedGeneration"].as_u64() < meta["generation"].as_u64()
+            {
                 behind.push(name.clone());
             }
             objects.insert(format!("{name} {}", meta["uid"]));
@@ -219,36 +221,24 @@ fn wait_until_still(kubectl: &Kubectl<'_>) {
         (objects, behind)
     };
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(90);
-    let mut previous = snapshot();
+    let (mut objects, mut behind) = listing();
     let mut unchanged = 0;
+    // Bounded by count: a listing a second, 90 at most.
     for _ in 0..90 {
-        if previous.1.is_empty() && unchanged == 2 {
+        if behind.is_empty() && unchanged == 2 {
             eprintln!(
                 "controllers settled in {:.1?}: {} objects",
                 started.elapsed(),
-                previous.0.len()
+                objects.len()
             );
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the controllers did not settle in 90 s; behind: {:?}",
-            previous.1
-        );
         std::thread::sleep(Duration::from_secs(1));
-        let next = snapshot();
-        unchanged = if next.0 == previous.0 {
-            unchanged + 1
-        } else {
-            0
-        };
-        previous = next;
+        let (next, next_behind) = listing();
+        unchanged = if next == objects { unchanged + 1 } else { 0 };
+        (objects, behind) = (next, next_behind);
     }
-    panic!(
-        "the audited namespaces never stayed still; behind: {:?}",
-        previous.1
-    );
+    panic!("the audited namespaces did not settle in 90 listings; behind: {behind:?}");
 }
 
 /// `check -o json` over `list` at `level`: (kind, name) to allowed.
