@@ -1,7 +1,8 @@
 //! AdmissionReview in, AdmissionReview out: the webhook's decisions, pure apart from the
 //! namespace policy the caller looks up first.
 //!
-//! - [`review`]: the wire format (decode, encode); [`object`] and `typed` read the object.
+//! - [`review`]: the wire format (decode, encode); [`object`] and `typed` read the object;
+//!   `wire` writes the answer's JSON.
 //! - [`mutate`]: `/mutate`, hardening Pods on CREATE and new ephemeral containers.
 //! - [`validate`]: `/validate`, Pod Security Admission's decisions plus what pod-hardener could
 //!   not fix and why.
@@ -18,6 +19,7 @@ pub mod object;
 pub mod review;
 mod typed;
 pub mod validate;
+mod wire;
 
 use std::collections::BTreeSet;
 

@@ -725,3 +725,58 @@ fn mutate_with_image_facts_never_admits_a_pod_the_kubelet_would_refuse() {
 }
 
 include!("../../tests/support/shared_data.rs");
+
+/// The answer written by hand (`wire`) is the one serde_json writes for the same response, on
+/// every v1.37 PSA fixture at both endpoints and in both hardening modes: the same members,
+/// and a patch that decodes to the same operations.
+#[test]
+fn answers_are_the_responses_serde_json_writes_on_every_fixture() {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Outgoing<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        response: &'a AdmissionResponse,
+    }
+    fn decoded_patch(answer: &mut Value) -> Option<Value> {
+        let patch = answer["response"].as_object_mut()?.remove("patch")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(patch.as_str().unwrap())
+            .unwrap();
+        Some(serde_json::from_slice(&bytes).unwrap())
+    }
+    let mut shadow = restricted();
+    shadow.mode = HardenMode::Shadow;
+    let mut overriding = AdmissionSettings::default();
+    overriding.hardening.mode = crate::harden::Mode::Override;
+    let cases = [
+        (restricted(), AdmissionSettings::default()),
+        (restricted(), overriding),
+        (shadow, AdmissionSettings::default()),
+    ];
+    let mut patched = 0;
+    for (path, object) in v1_37_fixtures() {
+        let req = request("CREATE", POD, object, None);
+        for (policy, settings) in &cases {
+            for outcome in [
+                mutate::mutate(&req, policy, settings),
+                validate::validate(&req, policy, settings),
+            ] {
+                let rsp = outcome.response;
+                let mut expected = serde_json::to_value(Outgoing {
+                    api_version: review::API_VERSION,
+                    kind: "AdmissionReview",
+                    response: &rsp,
+                })
+                .unwrap();
+                let mut written: Value = serde_json::from_slice(&rsp.into_review_json()).unwrap();
+                let (expected_patch, written_patch) =
+                    (decoded_patch(&mut expected), decoded_patch(&mut written));
+                patched += usize::from(written_patch.is_some());
+                assert_eq!(written_patch, expected_patch, "{}", path.display());
+                assert_eq!(written, expected, "{}", path.display());
+            }
+        }
+    }
+    assert!(patched > 200, "only {patched} patched answers");
+}

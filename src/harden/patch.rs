@@ -189,7 +189,13 @@ fn pointer(tokens: &[&str]) -> PointerBuf {
     let mut encoded = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
     for t in tokens {
         encoded.push('/');
-        encoded.push_str(Token::new(*t).encoded());
+        // Field names, indices and container names never need RFC 6901's `~0` / `~1`;
+        // `Token::new` is only asked for a token that does (an annotation key's `/`).
+        if t.bytes().any(|b| b == b'/' || b == b'~') {
+            encoded.push_str(Token::new(*t).encoded());
+        } else {
+            encoded.push_str(t);
+        }
     }
     // Every token is encoded, so this parses; the fallback only keeps the function total.
     PointerBuf::parse(encoded)

@@ -271,11 +271,14 @@ impl ImageLookups {
         let pinned = reference.digest().is_some();
         let task = tokio::spawn(async move {
             let settings = &this.inner.settings;
+            // One deadline for the whole lookup, the pull Secrets' read included: a slow API
+            // server must not stretch a lookup past `lookupTimeout`.
+            let started = Instant::now();
+            let deadline = started + settings.lookup_timeout;
             let pod = match (&task_key.pull_secrets, this.inner.pull_secrets.get()) {
                 (Some(secrets), Some(reader)) => {
-                    reader
-                        .read(secrets, Instant::now() + settings.request_timeout)
-                        .await
+                    let read_by = deadline.min(started + settings.request_timeout);
+                    reader.read(secrets, read_by).await
                 }
                 _ => PodKeyrings::default(),
             };
@@ -285,6 +288,7 @@ impl ImageLookups {
                 &reference,
                 &task_key.platform,
                 &pod,
+                deadline,
             )
             .await;
             let lookup = match result {

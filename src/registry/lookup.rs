@@ -85,15 +85,16 @@ pub struct Learned {
 /// Looks `reference` up for `platform` through every endpoint of its registry in turn, at each
 /// with the credentials the kubelet would offer it: the Pod's pull Secrets' (`pod`, in order),
 /// then the credentials file's, the next tried when one is refused; anonymously when none has
-/// any for the endpoint.
+/// any for the endpoint. `deadline` ends the whole lookup: the caller starts `lookupTimeout`
+/// before it reads the Pod's pull Secrets, so that read counts against it too.
 pub async fn look_up(
     client: &RegistryClient,
     settings: &LookupSettings,
     reference: &Reference,
     platform: &Platform,
     pod: &PodKeyrings,
+    deadline: Instant,
 ) -> Result<Learned, LookupError> {
-    let deadline = Instant::now() + settings.lookup_timeout;
     let keyring = match &settings.credentials_file {
         Some(path) => Keyring::load(path)?,
         None => Keyring::default(),

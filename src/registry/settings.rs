@@ -40,7 +40,8 @@ pub struct ImageLookupConfig {
     /// How long one review waits for its lookups; after it the answer uses what is known, and
     /// the lookups still running fill the cache for the next review.
     pub review_budget: HumanDuration,
-    /// Deadline of one image's whole lookup (manifests, config, layers).
+    /// Deadline of one image's whole lookup (the Pod's pull Secrets' read, manifests, config,
+    /// layers).
     pub lookup_timeout: HumanDuration,
     /// Deadline of each HTTP request's answer (connect included).
     pub request_timeout: HumanDuration,
