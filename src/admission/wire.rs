@@ -213,6 +213,25 @@ pub(crate) fn write_review(out: &mut Vec<u8>, api_version: &str, rsp: &Admission
     out.extend_from_slice(b"}}");
 }
 
+/// The AdmissionReview serde_json writes for `rsp` (from the response's `Serialize`): what
+/// [`write_review`] must match, for the tests here and in `admission::tests`.
+#[cfg(test)]
+pub(crate) fn serde_review_json(rsp: &AdmissionResponse) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Outgoing<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        response: &'a AdmissionResponse,
+    }
+    serde_json::to_vec(&Outgoing {
+        api_version: super::review::API_VERSION,
+        kind: "AdmissionReview",
+        response: rsp,
+    })
+    .expect("serde_json writes responses")
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -322,23 +341,10 @@ mod tests {
             AdmissionResponse::bad_request("u", String::new()),
             annotated,
         ];
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Outgoing<'a> {
-            api_version: &'a str,
-            kind: &'a str,
-            response: &'a AdmissionResponse,
-        }
         for rsp in responses {
-            let api_version = super::super::review::API_VERSION;
-            let expected = serde_json::to_vec(&Outgoing {
-                api_version,
-                kind: "AdmissionReview",
-                response: &rsp,
-            })
-            .expect("serde_json writes responses");
+            let expected = serde_review_json(&rsp);
             let mut out = Vec::new();
-            write_review(&mut out, api_version, &rsp);
+            write_review(&mut out, super::super::review::API_VERSION, &rsp);
             let (out, expected) = (String::from_utf8(out), String::from_utf8(expected));
             assert_eq!(out, expected);
         }
